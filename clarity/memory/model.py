@@ -1,0 +1,215 @@
+"""Memory and the request/response models. They validate input and are the MCP tools' schemas.
+
+Every request model rejects unknown fields and wrong types; `parse()` turns a pydantic error into an
+`InvalidArgument` whose message names each bad field, so a person can read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from clarity.errors import InvalidArgument
+
+MAX_TAGS = 32
+MAX_JSON_BYTES = 64 * 1024
+MAX_LIMIT = 1000
+
+MemoryType = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$"),
+]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def new_id() -> str:
+    """A fresh memory id; callers choose it before anything is sent, so retries are idempotent."""
+    return str(uuid.uuid4())
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def _check_uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError) as e:
+        raise ValueError(f"{value!r} is not a memory id (a UUID)") from e
+
+
+def _check_json_size(value: dict[str, Any]) -> dict[str, Any]:
+    if len(orjson.dumps(value)) > MAX_JSON_BYTES:
+        raise ValueError(f"must serialize to at most {MAX_JSON_BYTES} bytes of JSON")
+    return value
+
+
+def check_content(content: str, max_bytes: int, field: str = "content") -> None:
+    """Raise InvalidArgument when `content` is blank or longer than `max_bytes` UTF-8 bytes."""
+    if not content.strip():
+        raise InvalidArgument(f"{field} must not be empty")
+    size = len(content.encode("utf-8"))
+    if size > max_bytes:
+        raise InvalidArgument(f"{field} is {size} bytes; the limit is {max_bytes} bytes")
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class MemoryFields(_Req):
+    """The fields a caller may set on a memory (all optional: used by update)."""
+
+    content: str | None = None
+    memory_type: MemoryType | None = None
+    importance: float | None = Field(default=None, ge=0.0, le=1.0)
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
+    metadata: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+
+    _json_size = field_validator("metadata", "context")(
+        lambda v: None if v is None else _check_json_size(v)
+    )
+
+
+class StoreRequest(_Req):
+    id: str
+    content: str
+    memory_type: MemoryType = "note"
+    importance: float = Field(default=0.5, ge=0.0, le=1.0)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    session: str = ""
+
+    _id = field_validator("id")(_check_uuid)
+    _json_size = field_validator("metadata", "context")(_check_json_size)
+
+
+class RetrieveRequest(_Req):
+    query: str = Field(min_length=1)
+    limit: int = Field(default=5, ge=1, le=100)
+    types: list[MemoryType] | None = None
+    tags: list[Tag] | None = None
+    min_similarity: float | None = Field(default=None, ge=-1.0, le=1.0)
+    include_metadata: bool = False
+
+
+class ListRequest(_Req):
+    types: list[MemoryType] | None = None
+    tags: list[Tag] | None = None
+    limit: int = Field(default=20, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0)
+    include_content: bool = False
+
+
+class GetRequest(_Req):
+    memory_id: str
+    _id = field_validator("memory_id")(_check_uuid)
+
+
+class UpdateRequest(_Req):
+    memory_id: str
+    updates: MemoryFields
+    _id = field_validator("memory_id")(_check_uuid)
+
+
+class DeleteRequest(_Req):
+    memory_ids: list[str] = Field(min_length=1, max_length=MAX_LIMIT)
+
+    @field_validator("memory_ids")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        return [_check_uuid(x) for x in v]
+
+
+class ExportRequest(_Req):
+    with_vectors: bool = False
+
+
+class ImportRequest(_Req):
+    memories: list[dict[str, Any]] = Field(max_length=100_000)
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+class Memory(BaseModel):
+    """A memory as tools return it. `content`, `metadata` and `context` are left out where the
+    call did not ask for them; `similarity` is set by retrieve only."""
+
+    id: str
+    memory_type: str
+    content: str | None = None
+    importance: float
+    tags: list[str] = []
+    metadata: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    created_at: str
+    updated_at: str
+    content_hash: str
+    session: str = ""
+    similarity: float | None = None
+
+
+class StoreResult(BaseModel):
+    id: str = Field(description="id of the stored memory (of the existing one when duplicate)")
+    stored: bool = Field(description="false when the same content and type already existed")
+    duplicate_of: str | None = None
+    memory: Memory
+
+
+class RetrieveResult(BaseModel):
+    query: str
+    min_similarity: float
+    count: int
+    memories: list[Memory]
+
+
+class ListResult(BaseModel):
+    total: int = Field(description="memories matching the filters")
+    offset: int
+    limit: int
+    memories: list[Memory]
+
+
+class UpdateResult(BaseModel):
+    id: str
+    updated_fields: list[str]
+    reembedded: bool
+    memory: Memory
+
+
+class DeleteResult(BaseModel):
+    deleted: list[str]
+    not_found: list[str]
+
+
+class StatsResult(BaseModel):
+    total: int
+    by_type: dict[str, int]
+    engine: str
+    model: str
+    dims: int
+    storage_bytes: int
+    home: str
+    served_by_pid: int
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def parse(model: type[T], data: Any) -> T:
+    """Validate `data` as `model`, raising InvalidArgument with a readable message."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        parts = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "arguments"
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}")
+        raise InvalidArgument("invalid arguments: " + "; ".join(parts)) from None

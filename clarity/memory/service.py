@@ -1,0 +1,252 @@
+"""MemoryService: validation, ids, payloads, embedding and dedup over one Engine.
+
+Operations are domain-level (text in, memories out) and their arguments and results are plain JSON
+values, so the same call can run here or be forwarded to another process. Guarantees: an operation
+that raises changed nothing; `store` returns only once the memory is in the engine's storage; storing
+with an id that is already stored with the same content returns that memory (a retry is idempotent);
+the same content with the same type is stored once (`duplicate_of`). One lock serializes operations.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from clarity.config import Settings
+from clarity.embedding import Embedder
+from clarity.engines.base import Engine, Point
+from clarity.errors import InvalidArgument, NotFound
+from clarity.memory import model as m
+
+log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _memory(p: Point, *, content: bool = True, meta: bool = True) -> dict[str, Any]:
+    pl = p.payload
+    out: dict[str, Any] = {
+        "id": p.id,
+        "memory_type": pl.get("memory_type", "note"),
+        "importance": pl.get("importance", 0.5),
+        "tags": pl.get("tags", []),
+        "created_at": pl.get("created_at", ""),
+        "updated_at": pl.get("updated_at", ""),
+        "content_hash": pl.get("content_hash", ""),
+        "session": pl.get("session", ""),
+    }
+    if content:
+        out["content"] = pl.get("content", "")
+    if meta:
+        out["metadata"] = pl.get("metadata", {})
+        out["context"] = pl.get("context", {})
+    if p.score is not None:
+        out["similarity"] = round(p.score, 6)
+    return out
+
+
+class MemoryService:
+    OPS = ("store", "retrieve", "list", "get", "update", "delete", "stats", "export", "import")
+
+    def __init__(self, settings: Settings, engine_factory: Callable[[], Engine], embedder: Embedder) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._dedup: dict[tuple[str, str], str] | None = None
+        self._lock = threading.RLock()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def engine_open(self) -> bool:
+        return self._engine is not None
+
+    def _eng(self) -> Engine:
+        if self._engine is None:
+            engine = self._engine_factory()
+            engine.ensure_collection(self.embedder.dim)
+            self._engine = engine
+        return self._engine
+
+    def close(self) -> None:
+        """Close the engine (the model stays loaded). Safe to call twice."""
+        with self._lock:
+            if self._engine is not None:
+                try:
+                    self._engine.close()
+                finally:
+                    self._engine = None
+                    self._dedup = None
+
+    def execute(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Run operation `op` with JSON `args`; returns a JSON-able dict or raises ClarityError."""
+        if op not in self.OPS:
+            raise InvalidArgument(f"unknown operation {op!r}")
+        if not isinstance(args, dict):
+            raise InvalidArgument("arguments must be a JSON object")
+        with self._lock:
+            result: dict[str, Any] = getattr(self, f"op_{op}")(args)
+            return result
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _dedup_index(self) -> dict[tuple[str, str], str]:
+        if self._dedup is None:
+            idx: dict[tuple[str, str], str] = {}
+            for p in sorted(self._eng().scroll(), key=lambda p: p.payload.get("created_at", "")):
+                idx.setdefault((p.payload.get("memory_type", ""), p.payload.get("content_hash", "")), p.id)
+            self._dedup = idx
+        return self._dedup
+
+    def _get_point(self, memory_id: str, with_vectors: bool = False) -> Point:
+        found = self._eng().retrieve([memory_id], with_vectors=with_vectors)
+        if not found:
+            raise NotFound(f"no memory with id {memory_id}")
+        return found[0]
+
+    @staticmethod
+    def _filter(types: list[str] | None, tags: list[str] | None) -> dict[str, Any]:
+        return {"memory_type": types or None, "tags": tags or None}
+
+    # ---- operations --------------------------------------------------------------------------
+
+    def op_store(self, args: dict[str, Any]) -> dict[str, Any]:
+        req = m.parse(m.StoreRequest, args)
+        m.check_content(req.content, self.settings.memory.max_content_bytes)
+        h = m.content_hash(req.content)
+        existing = self._eng().retrieve([req.id])
+        if existing:
+            p = existing[0]
+            if p.payload.get("content_hash") == h and p.payload.get("memory_type") == req.memory_type:
+                return {"id": p.id, "stored": True, "duplicate_of": None, "memory": _memory(p)}
+            raise InvalidArgument(f"id {req.id} is already used by another memory")
+        key = (req.memory_type, h)
+        index = self._dedup_index()
+        dup = index.get(key)
+        if dup is not None:
+            points = self._eng().retrieve([dup])
+            if points:
+                return {"id": dup, "stored": False, "duplicate_of": dup, "memory": _memory(points[0])}
+        ts = now_iso()
+        payload = {
+            "content": req.content, "memory_type": req.memory_type, "importance": req.importance,
+            "tags": req.tags, "metadata": req.metadata, "context": req.context,
+            "created_at": ts, "updated_at": ts, "content_hash": h, "session": req.session,
+        }
+        point = Point(id=req.id, payload=payload, vector=self.embedder.embed_one(req.content))
+        self._eng().upsert([point])
+        index[key] = req.id
+        return {"id": req.id, "stored": True, "duplicate_of": None, "memory": _memory(point)}
+
+    def op_retrieve(self, args: dict[str, Any]) -> dict[str, Any]:
+        req = m.parse(m.RetrieveRequest, args)
+        m.check_content(req.query, self.settings.memory.max_content_bytes, field="query")
+        threshold = self.settings.memory.min_similarity if req.min_similarity is None else req.min_similarity
+        vector = self.embedder.embed_one(req.query)
+        hits = self._eng().search(vector, req.limit, self._filter(req.types, req.tags), threshold)
+        memories = [_memory(p, meta=req.include_metadata) for p in hits]
+        return {"query": req.query, "min_similarity": threshold, "count": len(memories), "memories": memories}
+
+    def op_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        req = m.parse(m.ListRequest, args)
+        points = self._eng().scroll(self._filter(req.types, req.tags))
+        points.sort(key=lambda p: (p.payload.get("created_at", ""), p.id), reverse=True)
+        page = points[req.offset:req.offset + req.limit]
+        memories = [_memory(p, content=req.include_content, meta=req.include_content) for p in page]
+        return {"total": len(points), "offset": req.offset, "limit": req.limit, "memories": memories}
+
+    def op_get(self, args: dict[str, Any]) -> dict[str, Any]:
+        req = m.parse(m.GetRequest, args)
+        return _memory(self._get_point(req.memory_id))
+
+    def op_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        req = m.parse(m.UpdateRequest, args)
+        changes = req.updates.model_dump(exclude_none=True)
+        if not changes:
+            raise InvalidArgument("updates must name at least one of: content, memory_type, importance, "
+                                  "tags, metadata, context")
+        if "content" in changes:
+            m.check_content(changes["content"], self.settings.memory.max_content_bytes)
+        point = self._get_point(req.memory_id, with_vectors=True)
+        old_key = (point.payload.get("memory_type", ""), point.payload.get("content_hash", ""))
+        payload = dict(point.payload)
+        payload.update(changes)
+        reembed = "content" in changes and changes["content"] != point.payload.get("content")
+        if reembed:
+            payload["content_hash"] = m.content_hash(changes["content"])
+            point.vector = self.embedder.embed_one(changes["content"])
+        payload["updated_at"] = now_iso()
+        new = Point(id=point.id, payload=payload, vector=point.vector)
+        self._eng().upsert([new])
+        index = self._dedup_index()
+        if index.get(old_key) == point.id:
+            del index[old_key]
+        index.setdefault((payload["memory_type"], payload["content_hash"]), point.id)
+        return {"id": point.id, "updated_fields": sorted(changes), "reembedded": reembed,
+                "memory": _memory(new)}
+
+    def op_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        req = m.parse(m.DeleteRequest, args)
+        ids = list(dict.fromkeys(req.memory_ids))
+        found = {p.id: p for p in self._eng().retrieve(ids)}
+        if found:
+            self._eng().delete(list(found))
+            index = self._dedup_index()
+            for p in found.values():
+                key = (p.payload.get("memory_type", ""), p.payload.get("content_hash", ""))
+                if index.get(key) == p.id:
+                    del index[key]
+        return {"deleted": [i for i in ids if i in found], "not_found": [i for i in ids if i not in found]}
+
+    def op_stats(self, args: dict[str, Any]) -> dict[str, Any]:
+        by_type: dict[str, int] = {}
+        points = self._eng().scroll()
+        for p in points:
+            t = p.payload.get("memory_type", "note")
+            by_type[t] = by_type.get(t, 0) + 1
+        return {
+            "total": len(points), "by_type": dict(sorted(by_type.items())), "engine": self._eng().name,
+            "model": self.embedder.model_name, "dims": self.embedder.dim,
+            "storage_bytes": self._eng().storage_bytes(), "home": str(self.settings.home),
+            "served_by_pid": os.getpid(),
+        }
+
+    def op_export(self, args: dict[str, Any]) -> dict[str, Any]:
+        req = m.parse(m.ExportRequest, args)
+        points = self._eng().scroll(with_vectors=req.with_vectors)
+        points.sort(key=lambda p: (p.payload.get("created_at", ""), p.id))
+        out = []
+        for p in points:
+            item = {"id": p.id, **p.payload}
+            if req.with_vectors:
+                item["vector"] = p.vector
+            out.append(item)
+        return {"model": self.embedder.model_name, "count": len(out), "memories": out}
+
+    def op_import(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Store exported memories, keeping their ids and timestamps; re-embeds (models may differ)."""
+        req = m.parse(m.ImportRequest, args)
+        keep = ("id", "content", "memory_type", "importance", "tags", "metadata", "context", "session")
+        parsed = [(item, m.parse(m.StoreRequest, {k: item[k] for k in keep if k in item}))
+                  for item in req.memories]
+        for _item, r in parsed:
+            m.check_content(r.content, self.settings.memory.max_content_bytes)
+        imported = 0
+        for item, r in parsed:
+            if self._eng().retrieve([r.id]):
+                continue
+            payload = r.model_dump(exclude={"id"})
+            payload["content_hash"] = m.content_hash(r.content)
+            payload["created_at"] = str(item.get("created_at") or now_iso())
+            payload["updated_at"] = str(item.get("updated_at") or payload["created_at"])
+            self._eng().upsert([Point(id=r.id, payload=payload, vector=self.embedder.embed_one(r.content))])
+            self._dedup_index().setdefault((r.memory_type, payload["content_hash"]), r.id)
+            imported += 1
+        return {"imported": imported, "skipped": len(parsed) - imported}
