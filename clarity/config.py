@@ -51,7 +51,9 @@ class MemorySettings(_Section):
 
 
 class CoordinationSettings(_Section):
-    mode: Literal["forward", "handoff"] = "forward"
+    # "naive" exists for benchmarks only: no lease, every call opens the engine, runs, closes, and
+    # waits and retries while another process has it open (a "shared client with wait-and-retry").
+    mode: Literal["forward", "handoff", "naive"] = "forward"
     call_deadline_s: float = Field(default=30.0, gt=0, le=3600)
     heartbeat_s: float = Field(default=1.0, gt=0, le=60)
     hung_after_s: float = Field(default=10.0, gt=0, le=3600)

@@ -124,6 +124,8 @@ class Coordinator:
                  tried: list[str]) -> dict[str, Any]:
         if time.time() >= deadline:
             raise _Retry()
+        if self.mode == "naive":
+            return self._run_naive(op, args, tried)
         if self.lease.held:
             return self._run_owned(op, args, tried)
         if self.mode == "forward":
@@ -162,6 +164,20 @@ class Coordinator:
                 raise _Retry() from None
             finally:
                 self._maybe_handoff()
+
+    def _run_naive(self, op: str, args: dict[str, Any], tried: list[str]) -> dict[str, Any]:
+        """Benchmark baseline: open the engine, run, close; retry while another process has it."""
+        with self._op_lock:
+            svc = self._svc()
+            try:
+                return svc.execute(op, args)
+            except RuntimeError as e:
+                if "already accessed" not in str(e):
+                    raise
+                tried.append("open engine: held by another process")
+                raise _Retry() from None
+            finally:
+                svc.close()
 
     def _serve_forwarded(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         with self._op_lock:

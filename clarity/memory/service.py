@@ -238,15 +238,19 @@ class MemoryService:
                   for item in req.memories]
         for _item, r in parsed:
             m.check_content(r.content, self.settings.memory.max_content_bytes)
-        imported = 0
-        for item, r in parsed:
-            if self._eng().retrieve([r.id]):
-                continue
-            payload = r.model_dump(exclude={"id"})
-            payload["content_hash"] = m.content_hash(r.content)
-            payload["created_at"] = str(item.get("created_at") or now_iso())
-            payload["updated_at"] = str(item.get("updated_at") or payload["created_at"])
-            self._eng().upsert([Point(id=r.id, payload=payload, vector=self.embedder.embed_one(r.content))])
-            self._dedup_index().setdefault((r.memory_type, payload["content_hash"]), r.id)
-            imported += 1
-        return {"imported": imported, "skipped": len(parsed) - imported}
+        existing = {p.id for p in self._eng().retrieve([r.id for _i, r in parsed])} if parsed else set()
+        fresh = [(item, r) for item, r in parsed if r.id not in existing]
+        for start in range(0, len(fresh), 256):
+            chunk = fresh[start:start + 256]
+            vectors = self.embedder.embed([r.content for _i, r in chunk])
+            points = []
+            for (item, r), vector in zip(chunk, vectors, strict=True):
+                payload = r.model_dump(exclude={"id"})
+                payload["content_hash"] = m.content_hash(r.content)
+                payload["created_at"] = str(item.get("created_at") or now_iso())
+                payload["updated_at"] = str(item.get("updated_at") or payload["created_at"])
+                points.append(Point(id=r.id, payload=payload, vector=vector))
+            self._eng().upsert(points)
+            for p in points:
+                self._dedup_index().setdefault((p.payload["memory_type"], p.payload["content_hash"]), p.id)
+        return {"imported": len(fresh), "skipped": len(parsed) - len(fresh)}
