@@ -1,0 +1,61 @@
+"""The real model, offline: dims, normalisation, and the default similarity threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clarity.config import DEFAULT_MODEL, Settings
+from clarity.embedding import Embedder, default_model_dir
+
+# (memory, a query in other words) — each query must find its memory above the default threshold
+RELATED = [
+    ("We use PostgreSQL with pgbouncer for connection pooling", "what database and connection pool do we use"),
+    ("Makefiles must be indented with tabs, not spaces", "indentation rules for make files"),
+    ("The API server listens on port 8080", "which port does the api run on"),
+    ("Deployments go out every Tuesday after the standup", "when do we deploy to production"),
+    ("Alice prefers pytest over unittest for new tests", "which test framework should new tests use"),
+    ("The login page times out after 15 minutes of inactivity", "session expiry for signed in users"),
+]
+UNRELATED = ["My favourite fruit is a ripe banana", "The weather in Lisbon was sunny all week",
+             "She plays the cello in an amateur orchestra"]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return Embedder(DEFAULT_MODEL, tmp_path_factory.mktemp("cache"))
+
+
+def test_model_folder_is_assembled_offline(tmp_path: Path) -> None:
+    d = default_model_dir(tmp_path)
+    assert (d / "model.onnx").exists()
+    assert '"model_max_length": 256' in (d / "tokenizer_config.json").read_text()
+    assert default_model_dir(tmp_path) == d  # idempotent
+
+
+def test_lazy_load_and_unit_vectors(embedder: Embedder) -> None:
+    assert not embedder.loaded
+    vecs = embedder.embed(["hello world", "another text", "x"])
+    assert embedder.loaded
+    assert len(vecs) == 3 and all(len(v) == 384 for v in vecs)
+    assert all(abs(np.linalg.norm(v) - 1) < 1e-3 for v in vecs)
+    assert embedder.embed([]) == []
+
+
+def test_batches_give_the_same_vectors(embedder: Embedder) -> None:
+    texts = [f"memory number {i} about topic {i % 7}" for i in range(70)]
+    one_by_one = np.array([embedder.embed_one(t) for t in texts[:5]])
+    batched = np.array(embedder.embed(texts))[:5]
+    assert np.allclose(one_by_one, batched, atol=1e-4)
+
+
+def test_default_threshold_separates_related_from_unrelated(embedder: Embedder) -> None:
+    threshold = Settings().memory.min_similarity
+    for memory, query in RELATED:
+        m, q = np.array(embedder.embed([memory, query]))
+        assert float(m @ q) > threshold, (memory, query, float(m @ q))
+        for other in UNRELATED:
+            (u,) = np.array(embedder.embed([other]))
+            assert float(u @ q) < threshold, (other, query, float(u @ q))
