@@ -246,9 +246,10 @@ class Lease:
             if self.record_path.exists():
                 self.record_path.unlink()
                 removed.append("lease record of a dead owner")
-            if socket_path.exists():
-                socket_path.unlink()
-                removed.append(f"socket {socket_path.name} of a dead owner")
+            for sock in dict.fromkeys([socket_path, self.dir / "owner.sock"]):
+                if sock.exists() or sock.is_symlink():
+                    sock.unlink()
+                    removed.append(f"socket {sock} of a dead owner")
             return removed
         finally:
             lock.release()
