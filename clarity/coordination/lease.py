@@ -111,7 +111,8 @@ class Lease:
                     counter = int(self.epoch_path.read_text().strip() or 0)
                 except (OSError, ValueError):
                     counter = 0
-                prev_epoch = previous.get("epoch") if isinstance(previous.get("epoch"), int) else 0
+                prev = previous.get("epoch")
+                prev_epoch: int = prev if isinstance(prev, int) else 0
                 epoch = max(counter, prev_epoch) + 1
                 now = time.time()
                 self.record = {
