@@ -75,8 +75,8 @@ def cli(home: Path, *args: str, check: bool = True, env: dict[str, str] | None =
     return proc
 
 
-def status(home: Path) -> dict[str, Any]:
-    return orjson.loads(cli(home, "status", "--json").stdout)  # type: ignore[no-any-return]
+def status(home: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    return orjson.loads(cli(home, "status", "--json", env=env).stdout)  # type: ignore[no-any-return]
 
 
 async def pid_of(session: SessionClient) -> int:

@@ -53,6 +53,8 @@ class Lease:
         self.lock_path = coord_dir / "lease.lock"
         self.record_path = coord_dir / "lease.json"
         self.epoch_path = coord_dir / "epoch"
+        # a second copy outside the folder: deleting the whole folder does not reset epochs
+        self.epoch_backup = coord_dir.parent / f"{coord_dir.name}.epoch"
         self.waiters_dir = coord_dir / "waiters"
         self._rw = fasteners.InterProcessReaderWriterLock(str(coord_dir / "records.lock"))
         self._rw_thread = threading.Lock()  # fasteners rw locks belong to the whole process
@@ -107,10 +109,12 @@ class Lease:
             removed = self.cleanup_stale(own_lease=True)
             with self._rw_thread, self._rw.write_lock():
                 previous = read_json(self.record_path) or {}
-                try:
-                    counter = int(self.epoch_path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    counter = 0
+                counter = 0
+                for path in (self.epoch_path, self.epoch_backup):
+                    try:
+                        counter = max(counter, int(path.read_text().strip() or 0))
+                    except (OSError, ValueError):
+                        pass
                 prev = previous.get("epoch")
                 prev_epoch: int = prev if isinstance(prev, int) else 0
                 epoch = max(counter, prev_epoch) + 1
@@ -122,6 +126,7 @@ class Lease:
                     "acquired_at": now, "heartbeat_at": now,
                 }
                 self.epoch_path.write_text(str(epoch))
+                self.epoch_backup.write_text(str(epoch))
                 write_json_atomic(self.record_path, self.record)
         except BaseException:
             self.release()

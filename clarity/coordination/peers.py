@@ -92,12 +92,14 @@ class OwnerServer:
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._stopping = False
+        self._ino: int | None = None
 
     def start(self) -> None:
         self.path.unlink(missing_ok=True)  # a leftover of a dead owner: we hold the lease now
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(str(self.path))
         os.chmod(self.path, 0o600)
+        self._ino = os.stat(self.path).st_ino
         s.listen(128)
         self._listener = s
         threading.Thread(target=self._accept_loop, name="clarity-owner-accept", daemon=True).start()
@@ -167,7 +169,8 @@ class OwnerServer:
                 self._listener.close()
             self._listener = None
         with contextlib.suppress(OSError):
-            self.path.unlink(missing_ok=True)
+            if os.stat(self.path).st_ino == self._ino:  # never a socket a later owner bound there
+                self.path.unlink()
         with self._conns_lock:
             conns, self._conns = list(self._conns), set()
         for c in conns:
