@@ -152,11 +152,11 @@ def test_handoff_mode_kill_random_sessions_while_the_lease_passes(home: Path) ->
 
 
 def test_kill_a_waiter_in_handoff_mode_does_not_block_the_queue(home: Path) -> None:
-    env = {"CLARITY_COORDINATION_MODE": "handoff", "CLARITY_HANDOFF_QUANTUM_S": "3"}
+    env = {"CLARITY_COORDINATION_MODE": "handoff", "CLARITY_HANDOFF_QUANTUM_S": "8"}
 
     async def main() -> None:
         async with open_sessions(home, 3, env=env) as (a, b, c):
-            await a.call("store_memory", {"content": "a owns the lease for three seconds", "tags": ["chaos"]})
+            await a.call("store_memory", {"content": "a owns the lease for eight seconds", "tags": ["chaos"]})
             b_pid = int((await b.call("coordination_status"))["this_process"]["pid"])
             got: dict[str, Any] = {}
 
@@ -178,9 +178,9 @@ def test_kill_a_waiter_in_handoff_mode_does_not_block_the_queue(home: Path) -> N
             assert status(home)["waiters"] == []  # a dead ticket is not a waiter
             t0 = time.monotonic()
             r = await c.call("store_memory", {"content": "c gets its turn after a", "tags": ["chaos"]})
-            assert r["stored"] and time.monotonic() - t0 < 10
+            assert r["stored"] and time.monotonic() - t0 < 20
             contents = {m["content"] for m in await all_memories(a, ["chaos"])}
-            assert contents == {"a owns the lease for three seconds", "c gets its turn after a"}
+            assert contents == {"a owns the lease for eight seconds", "c gets its turn after a"}
 
     run_async(main)
 
