@@ -306,3 +306,24 @@ def test_sigstop_owner_gives_unresponsive_error_then_recovers(home: Path) -> Non
             assert "written while the owner is frozen" not in contents  # its caller gave up first
 
     run_async(main)
+
+
+def test_killing_a_frozen_owner_does_not_start_a_handoff_storm(home: Path) -> None:
+    """Calls that waited at an owner which then died must not ask the next owner to step down."""
+
+    async def main() -> None:
+        async with open_sessions(home, 3) as (a, b, c):
+            await _store(a, "seed")
+            a_pid = await pid_of(a)
+            os.kill(a_pid, signal.SIGSTOP)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_store, b, "from b")
+                tg.start_soon(_store, c, "from c")
+                await anyio.sleep(1.5)
+                os.kill(a_pid, signal.SIGKILL)
+                os.kill(a_pid, signal.SIGCONT)
+            assert (await b.call("memory_stats"))["total"] == 3
+        log = (home / "logs" / "clarity.log").read_text()
+        assert "waiting for a handoff" not in log and "handing off" not in log
+
+    run_async(main)

@@ -100,7 +100,7 @@ class Coordinator:
         """Run `op(args)` wherever it can run now; see the module docstring for what is guaranteed."""
         if self._closed:
             raise ClarityError("this Clarity process is shutting down")
-        start = time.monotonic()
+        unreachable: list[float] = []  # when the owner's socket was first found unreachable in this call
         deadline = time.time() + self.cfg.call_deadline_s
         tried: list[str] = []
         retrying = Retrying(
@@ -112,7 +112,7 @@ class Coordinator:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(op, args, deadline, start, tried)
+                    return self._attempt(op, args, deadline, unreachable, tried)
         except RetryError:
             raise self._timeout_error(op, tried) from None
         finally:
@@ -120,7 +120,7 @@ class Coordinator:
                 self._drop_ticket()
         raise AssertionError("unreachable")
 
-    def _attempt(self, op: str, args: dict[str, Any], deadline: float, start: float,
+    def _attempt(self, op: str, args: dict[str, Any], deadline: float, unreachable: list[float],
                  tried: list[str]) -> dict[str, Any]:
         if time.time() >= deadline:
             raise _Retry()
@@ -138,7 +138,11 @@ class Coordinator:
             if self._become_owner():
                 return self._run_owned(op, args, tried)
             tried.append("take lease: held by another process")
-            if self._ticket is None and time.monotonic() - start > _TICKET_AFTER_S:
+            # only a socket that stays unreachable while its lease is held calls for a handoff; a new
+            # owner binds its socket a moment after taking the lease, and must not be asked to leave
+            if not unreachable:
+                unreachable.append(time.monotonic())
+            if self._ticket is None and time.monotonic() - unreachable[0] > _TICKET_AFTER_S:
                 self._ticket = self.lease.add_ticket()
                 log.info("owner's socket unreachable while its lease is held; waiting for a handoff")
             raise _Retry()
@@ -331,7 +335,13 @@ class Coordinator:
         return (f"owner pid {st['pid']} (epoch {st['epoch']}, state {st['state']}, "
                 f"heartbeat {st['heartbeat_age_s']} s ago)")
 
-    def _unresponsive_error(self, op: str) -> OwnerUnresponsive:
+    def _unresponsive_error(self, op: str) -> ClarityError:
+        owner = self.status()["owner"]
+        if owner is not None and owner["state"] != "hung":
+            return CoordinationTimeout(
+                f"{op}: the lease owner is alive but busy: {self._owner_desc()}; it accepted the call but "
+                f"did not answer within {self.cfg.call_deadline_s:g} s."
+            )
         return OwnerUnresponsive(
             f"{op}: the lease owner is unresponsive: {self._owner_desc()}; it accepted the call but did "
             f"not answer within {self.cfg.call_deadline_s:g} s. Nothing is evicted automatically; "
