@@ -68,7 +68,7 @@ class Coordinator:
         self._op_lock = threading.RLock()
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
-        self._owner_since = 0.0
+        self._owner_since: float | None = None  # when this turn's first operation ended
         self._closed = False
 
     # ---- the memory service (only ever built in a process that owns the lease) --------------
@@ -167,7 +167,7 @@ class Coordinator:
                 tried.append(f"open engine: {e}")
                 raise _Retry() from None
             finally:
-                self._maybe_handoff()
+                self._maybe_handoff(after_op=True)
 
     def _run_naive(self, op: str, args: dict[str, Any], tried: list[str]) -> dict[str, Any]:
         """Benchmark baseline: open the engine, run, close; retry while another process has it."""
@@ -194,7 +194,7 @@ class Coordinator:
                     raise
                 raise NotOwner(f"the engine is still open elsewhere: {e}") from None
             finally:
-                self._maybe_handoff()
+                self._maybe_handoff(after_op=True)
 
     # ---- ownership ---------------------------------------------------------------------------
 
@@ -207,7 +207,7 @@ class Coordinator:
             sock = str(self.socket_path) if self.mode == "forward" else None
             if not self.lease.try_acquire(sock, self.mode):
                 return False
-            self._owner_since = time.monotonic()
+            self._owner_since = None
             self._drop_ticket()
             self.peer.close()
             if self.mode == "forward":
@@ -225,8 +225,13 @@ class Coordinator:
             log.info("owner: pid %s holds the lease, epoch %s, mode %s", os.getpid(), self.lease.epoch, self.mode)
             return True
 
-    def _maybe_handoff(self) -> None:
-        if not self.lease.held or time.monotonic() - self._owner_since < self.cfg.handoff_quantum_s:
+    def _maybe_handoff(self, after_op: bool = False) -> None:
+        """Step down when someone waits and this turn has lasted its quantum, counted from the end of
+        the turn's first operation (so opening the engine does not eat the turn)."""
+        if after_op and self._owner_since is None:
+            self._owner_since = time.monotonic()
+        if (not self.lease.held or self._owner_since is None
+                or time.monotonic() - self._owner_since < self.cfg.handoff_quantum_s):
             return
         waiters = self.lease.live_tickets()
         if waiters:
@@ -350,6 +355,11 @@ class Coordinator:
 
     def _timeout_error(self, op: str, tried: list[str]) -> CoordinationTimeout:
         seen = list(dict.fromkeys(tried))[-5:]
+        if self.mode == "naive":
+            return CoordinationTimeout(
+                f"{op}: could not open the engine within {self.cfg.call_deadline_s:g} s (naive mode: other "
+                f"processes kept it open); tried {len(tried)} time(s)"
+            )
         return CoordinationTimeout(
             f"{op}: no owner could serve the call within {self.cfg.call_deadline_s:g} s; "
             f"{self._owner_desc()}; tried {len(tried)} time(s): " + "; ".join(seen)
