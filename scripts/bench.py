@@ -704,6 +704,12 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
                      f"{fmt_ratio(m['total_rss_mib'], singles.get(sc['size']))} | "
                      f"{fmt_mib(m['owner_rss_mib'])} | {fmt_mib(m['non_owner_rss_mib_mean'])} | "
                      f"{m['processes_with_model_loaded']}/{sc['n']} |")
+    su = results.get("startup")
+    if su:
+        lines += ["", f"Startup ({su['reps']} runs, {su['size']:,} memories): spawn of `clarity serve` to "
+                  f"`initialize` answered p50 {fmt_ms(su['initialize']['p50'])} ms (max "
+                  f"{fmt_ms(su['initialize']['max'])}); the first tool call of a lone session, which takes the "
+                  f"lease, opens the engine and loads the model, p50 {fmt_ms(su['first_call_cold']['p50'])} ms."]
     pre = results["preload"]
     lines += ["", "Preloading with `clarity import`: " + ", ".join(
         f"{int(k):,} memories in {v['import_s']:.1f} s" for k, v in pre.items()) + "."]
@@ -804,6 +810,24 @@ def say(*a: Any) -> None:
     print(*a, flush=True)
 
 
+async def measure_startup(home: Path, workdir: Path, reps: int) -> dict[str, Any]:
+    """Spawn -> `initialize` answered (what an MCP client waits for at start), and the first tool call
+    of a lone session, which takes the lease, opens the engine and loads the model."""
+    init_ms, first_ms = [], []
+    for _ in range(reps):
+        with (workdir / "startup.stderr").open("a") as errlog:
+            t0 = time.perf_counter()
+            async with SessionClient(home, errlog=errlog) as s:
+                t1 = time.perf_counter()
+                await s.call("retrieve_memory", {"query": "warm up", "limit": 1})
+                t2 = time.perf_counter()
+                st = await s.call("coordination_status")
+                ALL_PIDS.add(st["this_process"]["pid"])
+        init_ms.append((t1 - t0) * 1000)
+        first_ms.append((t2 - t1) * 1000)
+    return {"reps": reps, "initialize": summarize(init_ms), "first_call_cold": summarize(first_ms)}
+
+
 async def bench(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> None:
     for size in args.sizes:
         say(f"[{time.strftime('%H:%M:%S')}] preloading {size:,} memories with `clarity import` ...")
@@ -812,6 +836,11 @@ async def bench(args: argparse.Namespace, workdir: Path, results: dict[str, Any]
         results["preload"][str(size)] = info
         say(f"    imported in {info['import_s']:.1f} s" + (" (copied from the cache)" if "from_cache" in info
                                                           else ""))
+        if "startup" not in results:
+            results["startup"] = {"size": size, **await measure_startup(home, workdir, 3 if args.quick else 5)}
+            su = results["startup"]
+            say(f"    startup: initialize p50 {fmt_ms(su['initialize']['p50'])} ms, first call (cold owner) "
+                f"p50 {fmt_ms(su['first_call_cold']['p50'])} ms")
         plan: list[tuple[str, int, int, str]] = [("floor", 1, calls_for(args, "floor", size),
                                                   "single session (floor)")]
         plan += [("forward", n, calls_for(args, "forward", size), f"forward N={n}") for n in args.sessions]
