@@ -66,6 +66,7 @@ class Coordinator:
         self._server: OwnerServer | None = None
         self._ticket: Ticket | None = None
         self._op_lock = threading.RLock()
+        self._svc_lock = threading.Lock()
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._owner_since: float | None = None  # when this turn's first operation ended
@@ -74,6 +75,10 @@ class Coordinator:
     # ---- the memory service (only ever built in a process that owns the lease) --------------
 
     def _svc(self) -> MemoryService:
+        with self._svc_lock:
+            return self._make_svc()
+
+    def _make_svc(self) -> MemoryService:
         if self._service is None:
             from clarity.embedding import Embedder
             from clarity.engines.qdrant_local import QdrantLocalEngine
@@ -218,12 +223,22 @@ class Coordinator:
                     self._server = None
                     self.lease.release()
                     raise
+            if self.mode != "handoff":
+                # load the model while the first operation opens the engine: a failover costs the longer
+                # of the two, not their sum (handoff keeps the model between turns anyway)
+                threading.Thread(target=self._warm_model, name="clarity-warm", daemon=True).start()
             if self._hb_thread is None:
                 self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="clarity-heartbeat",
                                                    daemon=True)
                 self._hb_thread.start()
             log.info("owner: pid %s holds the lease, epoch %s, mode %s", os.getpid(), self.lease.epoch, self.mode)
             return True
+
+    def _warm_model(self) -> None:
+        try:
+            self._svc().embedder.embed_one("warm up")
+        except Exception:
+            log.exception("loading the embedding model failed")
 
     def _maybe_handoff(self, after_op: bool = False) -> None:
         """Step down when someone waits and this turn has lasted its quantum, counted from the end of
