@@ -600,6 +600,21 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def latency_cells(results: dict[str, Any]) -> list[tuple[dict[str, Any], list[str]]]:
+    """Each table row with its four latency cells: "p50/p99 time (ratio against the floor)"."""
+    floors = {sc["size"]: sc["summary"]["all"] for sc in results["scenarios"] if sc["mode"] == "floor"}
+    out = []
+    for r in results["rows"]:
+        f = floors.get(r["size"])
+        cells = []
+        for op in ("store", "retrieve"):
+            for q in ("p50", "p99"):
+                base = f[op][q] if f else None
+                cells.append(f"{fmt_ms(r[f'{op}_{q}'])} ({fmt_ratio(r[f'{op}_{q}'], base)})")
+        out.append((r, cells))
+    return out
+
+
 def print_tables(results: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -609,14 +624,7 @@ def print_tables(results: dict[str, Any]) -> None:
     for c in ("size", "scenario", "role", "pairs", "store p50", "store p99", "retrieve p50", "retrieve p99",
               "calls/s", "err"):
         t.add_column(c, justify="right" if c not in ("scenario", "role") else "left")
-    floors = {sc["size"]: sc["summary"]["all"] for sc in results["scenarios"] if sc["mode"] == "floor"}
-    for r in results["rows"]:
-        f = floors.get(r["size"])
-        cells = []
-        for op in ("store", "retrieve"):
-            for q in ("p50", "p99"):
-                base = f[op][q] if f else None
-                cells.append(f"{fmt_ms(r[f'{op}_{q}'])} ({fmt_ratio(r[f'{op}_{q}'], base)})")
+    for r, cells in latency_cells(results):
         t.add_row(f"{r['size']:,}", r["scenario"], r["role"], str(r["pairs"]), *cells,
                   fmt_rate(r["throughput"]), str(r["errors"]))
     con.print(t)
@@ -661,14 +669,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "| calls/s | errors |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    floors = {sc["size"]: sc["summary"]["all"] for sc in results["scenarios"] if sc["mode"] == "floor"}
-    for r in results["rows"]:
-        f = floors.get(r["size"])
-        cells = []
-        for op in ("store", "retrieve"):
-            for q in ("p50", "p99"):
-                base = f[op][q] if f else None
-                cells.append(f"{fmt_ms(r[f'{op}_{q}'])} ({fmt_ratio(r[f'{op}_{q}'], base)})")
+    for r, cells in latency_cells(results):
         lines.append(f"| {r['size']:,} | {r['scenario']} | {r['role']} | {r['pairs']} | " + " | ".join(cells)
                      + f" | {fmt_rate(r['throughput'])} | {r['errors']} |")
     notes = ["", "calls/s: all sessions of the row together. In handoff mode a session runs its calls "
