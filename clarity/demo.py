@@ -34,7 +34,7 @@ def _say(text: str = "") -> None:
     sys.stdout.flush()
 
 
-async def _demo(home: Path) -> int:
+async def _demo(home: Path, keep: bool) -> int:
     failures = 0
     _say(f"store: {home}")
     t0 = time.perf_counter()
@@ -71,13 +71,14 @@ async def _demo(home: Path) -> int:
         _say(f"\nstore holds {stats['total']} memories ({stats['engine']}, {stats['model']}, {stats['dims']} dims), "
              f"served by pid {stats['served_by_pid']}")
     errlog.close()
-    _say(f"server logs: {home / 'logs'}")
+    if keep:
+        _say(f"server logs: {home / 'logs'}")
     _say("\ndemo " + ("passed" if failures == 0 else f"FAILED: {failures} memories not found"))
     return 0 if failures == 0 else 1
 
 
 def run_demo(home: str | None) -> int:
     if home:
-        return anyio.run(_demo, Path(home).resolve())
+        return anyio.run(_demo, Path(home).resolve(), True)
     with tempfile.TemporaryDirectory(prefix="clarity-demo-") as tmp:
-        return anyio.run(_demo, Path(tmp) / "home")
+        return anyio.run(_demo, Path(tmp) / "home", False)
