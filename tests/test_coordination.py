@@ -95,7 +95,8 @@ def test_two_then_eight_sessions_share_everything(home: Path) -> None:
                 if st["this_process"]["role"] != "owner":
                     # a non-owner never loads the model nor opens the engine
                     assert st["this_process"] == {**st["this_process"], "engine_open": False,
-                                                  "model_loaded": False}
+                                                  "model_loaded": False, "engine_imported": False,
+                                                  "model_imported": False}
                 for i in (0, 5):
                     hit = await s.call("retrieve_memory", {"query": f"the team configured {topics[i]} setting 1",
                                                            "limit": 1})

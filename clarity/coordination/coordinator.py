@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -336,6 +337,8 @@ class Coordinator:
                 "pid": os.getpid(), "role": self.role,
                 "engine_open": bool(svc and svc.engine_open),
                 "model_loaded": bool(svc and svc.embedder.loaded),
+                "engine_imported": "qdrant_client" in sys.modules,
+                "model_imported": "fastembed" in sys.modules,
             },
         }
 
