@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -35,11 +36,20 @@ def _say(text: str = "") -> None:
 
 
 async def _demo(home: Path, keep: bool) -> int:
-    failures = 0
     _say(f"store: {home}")
-    t0 = time.perf_counter()
     (home / "logs").mkdir(parents=True, exist_ok=True)
-    errlog = (home / "logs" / "demo-servers.stderr").open("a")
+    with (home / "logs" / "demo-servers.stderr").open("a") as errlog:
+        failures = await _sessions(home, errlog)
+    if keep:
+        _say(f"server logs: {home / 'logs'}")
+    _say("\ndemo " + ("passed" if failures == 0 else f"FAILED: {failures} memories not found"))
+    return 0 if failures == 0 else 1
+
+
+async def _sessions(home: Path, errlog: Any) -> int:
+    """Session A stores, session B retrieves; returns how many memories B did not find."""
+    failures = 0
+    t0 = time.perf_counter()
     async with SessionClient(home, errlog=errlog) as a, SessionClient(home, errlog=errlog) as b:
         _say(f"started two `clarity serve` sessions over stdio in {time.perf_counter() - t0:.2f} s")
         _say("\nsession A stores:")
@@ -70,11 +80,7 @@ async def _demo(home: Path, keep: bool) -> int:
         stats = await b.call("memory_stats")
         _say(f"\nstore holds {stats['total']} memories ({stats['engine']}, {stats['model']}, {stats['dims']} dims), "
              f"served by pid {stats['served_by_pid']}")
-    errlog.close()
-    if keep:
-        _say(f"server logs: {home / 'logs'}")
-    _say("\ndemo " + ("passed" if failures == 0 else f"FAILED: {failures} memories not found"))
-    return 0 if failures == 0 else 1
+    return failures
 
 
 def run_demo(home: str | None) -> int:

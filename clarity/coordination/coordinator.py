@@ -50,6 +50,11 @@ class NotOwner(ClarityError):
     kind = "not_owner"
 
 
+def _held_elsewhere(e: RuntimeError) -> bool:
+    """qdrant-client's error when another process has the storage open."""
+    return "already accessed" in str(e)
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
@@ -76,19 +81,16 @@ class Coordinator:
     # ---- the memory service (only ever built in a process that owns the lease) --------------
 
     def _svc(self) -> MemoryService:
-        with self._svc_lock:
-            return self._make_svc()
+        with self._svc_lock:  # the model warm-up thread may ask at the same time
+            if self._service is None:
+                from clarity.embedding import Embedder
+                from clarity.engines.qdrant_local import QdrantLocalEngine
+                from clarity.memory.service import MemoryService
 
-    def _make_svc(self) -> MemoryService:
-        if self._service is None:
-            from clarity.embedding import Embedder
-            from clarity.engines.qdrant_local import QdrantLocalEngine
-            from clarity.memory.service import MemoryService
-
-            s = self.settings
-            embedder = Embedder(s.embedding.model, s.cache_dir, s.embedding.batch_size)
-            self._service = MemoryService(s, lambda: QdrantLocalEngine(s.qdrant_path), embedder)
-        return self._service
+                s = self.settings
+                embedder = Embedder(s.embedding.model, s.cache_dir, s.embedding.batch_size)
+                self._service = MemoryService(s, lambda: QdrantLocalEngine(s.qdrant_path), embedder)
+            return self._service
 
     @property
     def role(self) -> str:
@@ -168,7 +170,7 @@ class Coordinator:
             try:
                 return self._svc().execute(op, args)
             except RuntimeError as e:
-                if "already accessed" not in str(e):
+                if not _held_elsewhere(e):
                     raise
                 tried.append(f"open engine: {e}")
                 raise _Retry() from None
@@ -182,7 +184,7 @@ class Coordinator:
             try:
                 return svc.execute(op, args)
             except RuntimeError as e:
-                if "already accessed" not in str(e):
+                if not _held_elsewhere(e):
                     raise
                 tried.append("open engine: held by another process")
                 raise _Retry() from None
@@ -196,7 +198,7 @@ class Coordinator:
             try:
                 return self._svc().execute(op, args)
             except RuntimeError as e:
-                if "already accessed" not in str(e):
+                if not _held_elsewhere(e):
                     raise
                 raise NotOwner(f"the engine is still open elsewhere: {e}") from None
             finally:
@@ -351,8 +353,8 @@ class Coordinator:
             log.info("doctor: removed %s", what)
         return {"removed": removed, "status": self.status()}
 
-    def _owner_desc(self) -> str:
-        st = self.status()["owner"]
+    def _owner_desc(self, st: dict[str, Any] | None = None) -> str:
+        st = st or self.status()["owner"]
         if st is None:
             return "no process holds the lease"
         return (f"owner pid {st['pid']} (epoch {st['epoch']}, state {st['state']}, "
@@ -362,11 +364,11 @@ class Coordinator:
         owner = self.status()["owner"]
         if owner is not None and owner["state"] != "hung":
             return CoordinationTimeout(
-                f"{op}: the lease owner is alive but busy: {self._owner_desc()}; it accepted the call but "
+                f"{op}: the lease owner is alive but busy: {self._owner_desc(owner)}; it accepted the call but "
                 f"did not answer within {self.cfg.call_deadline_s:g} s."
             )
         return OwnerUnresponsive(
-            f"{op}: the lease owner is unresponsive: {self._owner_desc()}; it accepted the call but did "
+            f"{op}: the lease owner is unresponsive: {self._owner_desc(owner)}; it accepted the call but did "
             f"not answer within {self.cfg.call_deadline_s:g} s. Nothing is evicted automatically; "
             f"`clarity status` shows it."
         )
