@@ -53,3 +53,29 @@ def test_python_dash_m_and_version(home: Path) -> None:
 
     out = subprocess.run([sys.executable, "-m", "clarity", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("clarity ")
+
+
+
+def test_one_shot_commands_load_only_what_they_use(home: Path, tmp_path: Path) -> None:
+    """Regression: one-shot commands started a model warm-up thread that was still inside onnxruntime
+    when the interpreter exited (SIGABRT on a busy machine). A command that needs no embedding never
+    loads the model, and close() leaves no thread of ours running."""
+    import threading
+    import time
+
+    from clarity.config import load_settings
+    from clarity.coordination.coordinator import Coordinator
+
+    cli(home, "store", "a memory so the store exists")
+    coordinator = Coordinator(load_settings(home))
+    try:
+        assert coordinator.call("list", {"limit": 5})["total"] == 1
+        time.sleep(3)  # the old warm-up thread loaded the model within this
+        svc = coordinator._service
+        assert svc is not None and not svc.embedder.loaded
+    finally:
+        coordinator.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("clarity-")]
+    for args in (("list",), ("stats",), ("export", str(tmp_path / "d.json")), ("search", "memory")):
+        proc = cli(home, *args, check=False)
+        assert proc.returncode == 0, (args, proc.returncode, proc.stderr[-500:])

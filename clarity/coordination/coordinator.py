@@ -60,8 +60,12 @@ def _iso(ts: float | None) -> str | None:
 
 
 class Coordinator:
-    def __init__(self, settings: Settings, *, observer: bool = False) -> None:
+    def __init__(self, settings: Settings, *, observer: bool = False, warm_model: bool = False) -> None:
+        """`warm_model`: a long-lived server loads the model in the background as soon as it takes the
+        lease; a one-shot command never does (it loads only what its one operation uses)."""
         self.settings = settings
+        self.warm_model = warm_model
+        self._warm_thread: threading.Thread | None = None
         self.cfg = settings.coordination
         self.mode = self.cfg.mode
         self.observer = observer
@@ -226,10 +230,11 @@ class Coordinator:
                     self._server = None
                     self.lease.release()
                     raise
-            if self.mode != "handoff":
+            if self.warm_model and self.mode != "handoff" and self._warm_thread is None:
                 # load the model while the first operation opens the engine: a failover costs the longer
                 # of the two, not their sum (handoff keeps the model between turns anyway)
-                threading.Thread(target=self._warm_model, name="clarity-warm", daemon=True).start()
+                self._warm_thread = threading.Thread(target=self._warm_model, name="clarity-warm", daemon=True)
+                self._warm_thread.start()
             if self._hb_thread is None:
                 self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="clarity-heartbeat",
                                                    daemon=True)
@@ -296,12 +301,19 @@ class Coordinator:
             self._ticket = None
 
     def close(self) -> None:
-        """Clean exit: finish what is in flight, stop serving peers, close the engine, release."""
+        """Clean exit: finish what is in flight, stop serving peers, close the engine, release, and
+        join this object's threads. A thread left inside onnxruntime while the interpreter exits
+        aborts the process (SIGABRT, "terminate called without an active exception"), so close()
+        returns only once the model warm-up and the heartbeat have ended."""
         self._closed = True
         self._hb_stop.set()
+        if self._warm_thread is not None:
+            self._warm_thread.join()  # bounded by one model load; it cannot be interrupted midway
         self._step_down("exiting")
         self._drop_ticket()
         self.peer.close()
+        if self._hb_thread is not None and self._hb_thread is not threading.current_thread():
+            self._hb_thread.join(timeout=5)
 
     # ---- status and errors -------------------------------------------------------------------
 

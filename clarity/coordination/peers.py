@@ -93,6 +93,7 @@ class OwnerServer:
         self._conns_lock = threading.Lock()
         self._stopping = False
         self._ino: int | None = None
+        self._accept_thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.path.unlink(missing_ok=True)  # a leftover of a dead owner: we hold the lease now
@@ -102,7 +103,8 @@ class OwnerServer:
         self._ino = os.stat(self.path).st_ino
         s.listen(128)
         self._listener = s
-        threading.Thread(target=self._accept_loop, name="clarity-owner-accept", daemon=True).start()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="clarity-owner-accept", daemon=True)
+        self._accept_thread.start()
 
     def _accept_loop(self) -> None:
         listener = self._listener
@@ -166,8 +168,12 @@ class OwnerServer:
         self._stopping = True
         if self._listener is not None:
             with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept(); close() alone does not
+            with contextlib.suppress(OSError):
                 self._listener.close()
             self._listener = None
+        if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
+            self._accept_thread.join(timeout=5)
         with contextlib.suppress(OSError):
             if os.stat(self.path).st_ino == self._ino:  # never a socket a later owner bound there
                 self.path.unlink()
