@@ -87,13 +87,9 @@ class Coordinator:
     def _svc(self) -> MemoryService:
         with self._svc_lock:  # the model warm-up thread may ask at the same time
             if self._service is None:
-                from clarity.embedding import Embedder
-                from clarity.engines.qdrant_local import QdrantLocalEngine
-                from clarity.memory.service import MemoryService
+                from clarity.memory.service import build_service
 
-                s = self.settings
-                embedder = Embedder(s.embedding.model, s.cache_dir, s.embedding.batch_size)
-                self._service = MemoryService(s, lambda: QdrantLocalEngine(s.qdrant_path), embedder)
+                self._service = build_service(self.settings)
             return self._service
 
     @property

@@ -254,3 +254,12 @@ class MemoryService:
             for p in points:
                 self._dedup_index().setdefault((p.payload["memory_type"], p.payload["content_hash"]), p.id)
         return {"imported": len(fresh), "skipped": len(parsed) - len(fresh)}
+
+
+def build_service(settings: Settings) -> MemoryService:
+    """The service over the configured engine and the configured embedding model (nothing is loaded
+    until the first operation needs it)."""
+    from clarity.engines import open_engine
+
+    embedder = Embedder(settings.embedding.model, settings.cache_dir, settings.embedding.batch_size)
+    return MemoryService(settings, lambda: open_engine(settings), embedder)
