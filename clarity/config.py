@@ -65,6 +65,7 @@ class Settings(_Section):
     """Everything configurable. `home` is not stored in config.json; it says where config.json is."""
 
     home: Path = Field(default=Path("."), exclude=True)
+    home_source: str = Field(default="", exclude=True)  # why this home: "--home", "CLARITY_HOME", ...
     embedding: EmbeddingSettings = EmbeddingSettings()
     memory: MemorySettings = MemorySettings()
     coordination: CoordinationSettings = CoordinationSettings()
@@ -112,6 +113,14 @@ def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+def _home_source(explicit: str | os.PathLike[str] | None) -> str:
+    if explicit:
+        return "--home"
+    if os.environ.get("CLARITY_HOME"):
+        return "CLARITY_HOME"
+    return "./.claude/alunai-clarity in the current directory"
+
+
 def _describe(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors():
@@ -143,7 +152,7 @@ def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = 
     if config_file.exists():
         data = _read_config_file(config_file)
     try:
-        settings = Settings.model_validate({**data, "home": home_path})
+        settings = Settings.model_validate({**data, "home": home_path, "home_source": _home_source(home)})
     except ValidationError as e:
         raise ConfigError(_describe(e, str(config_file))) from e
     for var, (section, key) in _ENV.items():

@@ -32,6 +32,7 @@ from clarity.config import Settings
 from clarity.coordination.lease import Lease, Ticket
 from clarity.coordination.locks import holder_pid
 from clarity.coordination.peers import OwnerGone, OwnerServer, OwnerTimeout, PeerClient, socket_path_for
+from clarity.engines.base import EngineLocked
 from clarity.errors import ClarityError, CoordinationTimeout, OwnerUnresponsive
 
 if TYPE_CHECKING:
@@ -48,11 +49,6 @@ class _Retry(Exception):
 
 class NotOwner(ClarityError):
     kind = "not_owner"
-
-
-def _held_elsewhere(e: RuntimeError) -> bool:
-    """qdrant-client's error when another process has the storage open."""
-    return "already accessed" in str(e)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -169,9 +165,7 @@ class Coordinator:
                 raise _Retry()
             try:
                 return self._svc().execute(op, args)
-            except RuntimeError as e:
-                if not _held_elsewhere(e):
-                    raise
+            except EngineLocked as e:
                 tried.append(f"open engine: {e}")
                 raise _Retry() from None
             finally:
@@ -183,9 +177,7 @@ class Coordinator:
             svc = self._svc()
             try:
                 return svc.execute(op, args)
-            except RuntimeError as e:
-                if not _held_elsewhere(e):
-                    raise
+            except EngineLocked:
                 tried.append("open engine: held by another process")
                 raise _Retry() from None
             finally:
@@ -197,9 +189,7 @@ class Coordinator:
                 raise NotOwner("this process no longer owns the lease")
             try:
                 return self._svc().execute(op, args)
-            except RuntimeError as e:
-                if not _held_elsewhere(e):
-                    raise
+            except EngineLocked as e:
                 raise NotOwner(f"the engine is still open elsewhere: {e}") from None
             finally:
                 self._maybe_handoff(after_op=True)
@@ -341,6 +331,7 @@ class Coordinator:
         return {
             "mode": self.mode,
             "home": str(self.settings.home),
+            "home_source": self.settings.home_source,
             "owner": owner,
             "waiters": waiters,
             "this_process": {

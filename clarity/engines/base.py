@@ -13,6 +13,11 @@ from typing import Any, Protocol
 Filter = dict[str, Any]
 
 
+class EngineLocked(Exception):
+    """The store is open in another process (the engine's own storage lock refused us). Transient for
+    the coordination layer: the lease says whose turn it is, this is the engine's own fence."""
+
+
 @dataclass
 class Point:
     """One stored point: id, payload, and (when asked for) its vector or its search score."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clarity.engines.base import Filter, Point
+from clarity.engines.base import EngineLocked, Filter, Point
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,12 @@ class QdrantLocalEngine:
             from qdrant_client import QdrantClient
 
             log.info("opening qdrant-client local storage at %s", self.path)
-            self._client = QdrantClient(path=str(self.path))
+            try:
+                self._client = QdrantClient(path=str(self.path))
+            except RuntimeError as e:
+                if "already accessed" in str(e):
+                    raise EngineLocked(str(e)) from None
+                raise
         return self._client
 
     def _filter(self, flt: Filter | None) -> Any:

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -256,9 +257,11 @@ class MemoryService:
         return {"imported": len(fresh), "skipped": len(parsed) - len(fresh)}
 
 
-def build_service(settings: Settings) -> MemoryService:
+def build_service(settings: Settings,
+                  exclusive: Callable[[], AbstractContextManager[None]] | None = None) -> MemoryService:
     """The service over the configured engine and the configured embedding model (nothing is loaded
-    until the first operation needs it)."""
+    until the first operation needs it). `exclusive()`, given by the lease owner, holds the maintenance
+    (exclusive) side of the coordination lock for a block: the engine's one-time migration runs in it."""
     from clarity.engines import open_engine
 
     embedder = Embedder(settings.embedding.model, settings.cache_dir, settings.embedding.batch_size)
