@@ -136,5 +136,5 @@ def near_duplicate_report(service: MemoryService, pairs: Sequence[Pair]) -> dict
                           "near_duplicates_caught": sum(s >= best_t for s in dup),
                           "related_flagged": sum(s >= best_t for s in rel)},
         "no_false_flags": {"threshold": strict, "near_duplicates_caught": sum(s >= strict for s in dup)},
-        "pairs": sims,
+        "pairs": [{"id": p.id, "kind": p.kind, "similarity": sims[p.id]} for p in pairs],
     }
