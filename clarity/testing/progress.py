@@ -24,6 +24,7 @@ class Bar:
         self._task = rich_progress.add_task(label, total=total, note="") if rich_progress is not None else None
         self._every = every_s
         self._last = 0.0
+        self._shown: tuple[int, str] | None = None
         self._t0 = time.monotonic()
 
     def update(self, completed: int | None = None, note: str | None = None) -> None:
@@ -43,12 +44,13 @@ class Bar:
         self.update(self.completed + n, note)
 
     def _line(self) -> None:
+        self._shown = (self.completed, self.note)
         of = f"/{self.total}" if self.total is not None else ""
         sys.stderr.write(f"[{self.label} {time.monotonic() - self._t0:6.1f}s] {self.completed}{of} {self.note}\n")
         sys.stderr.flush()
 
     def finish(self) -> None:
-        if self._rich is None:
+        if self._rich is None and self._shown != (self.completed, self.note):
             self._line()
 
 

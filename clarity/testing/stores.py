@@ -140,7 +140,11 @@ def template_store(cache: Path, size: int, engine: str, seed: int = 7) -> tuple[
     tmp = cache / "stores" / f".{tpl.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    info = build_store(tmp / "home", size, engine, seed, cache / "vectors")
+    try:
+        info = build_store(tmp / "home", size, engine, seed, cache / "vectors")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     (tmp / "bench-store.json").write_text(json.dumps(info))
     tmp.rename(tpl)  # the template appears complete or not at all
     return tpl / "home", {**info, "from_cache": False}
