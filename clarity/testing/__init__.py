@@ -1,0 +1,15 @@
+"""Test and benchmark harness shared by tests/, scripts/bench.py and scripts/stress.py.
+
+One place for what they all need, so their figures are comparable:
+
+- `stats`: one percentile definition and one summary (n, p50, p99, mean, max).
+- `processes`: /proc readers (RSS, state, a process's session id), signalling by pid, finding the lease
+  owner from a status dict, reaping leftover `clarity serve` processes of a run.
+- `sessions`: N real `clarity serve` sessions over MCP at once; a killed session closes quietly.
+- `ledger`: append-only JSONL acknowledgement logs and the one exactly-once verifier.
+- `progress`: rich progress bars on stderr (plain lines when stderr is not a terminal).
+- `corpus`, `stores`, `peer`, `machine`: benchmark inputs (texts, prebuilt stores, the
+  mcp-server-qdrant peer, machine facts).
+
+Nothing here is imported by `clarity serve`; importing `clarity.testing` imports no engine or model.
+"""
