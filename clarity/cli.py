@@ -1,4 +1,4 @@
-"""clarity serve | status | store | search | list | stats | export | import | doctor | demo
+"""clarity serve | status | store | search | list | stats | export | import | backup | restore | doctor | demo
 
 `serve` is the stdio MCP server; stdout is its MCP channel, so logs go to stderr and the log file.
 The other commands are for people at a terminal; they run through the same coordinator as the
@@ -151,7 +151,28 @@ def cmd_export(settings: Settings, a: argparse.Namespace) -> int:
     return 0
 
 
+def _import_qdrant(settings: Settings, a: argparse.Namespace) -> int:
+    from clarity.engines.import_qdrant import ImportStats, read_store
+
+    stats = ImportStats()
+    imported = skipped = 0
+    for batch in read_store(Path(a.qdrant_path), a.collection, settings.memory.max_content_bytes, stats):
+        res = _with_coordinator(settings, "import", {"memories": batch})
+        imported += res["imported"]
+        skipped += res["skipped"]
+    out = {"read": stats.read, "imported": imported, "already_present": skipped, "skipped": stats.skipped}
+    why = "".join(f", {n} skipped ({reason})" for reason, n in stats.skipped.items())
+    _out(out, a.json, f"read {stats.read}, imported {imported}, {skipped} already present{why}")
+    return 0
+
+
 def cmd_import(settings: Settings, a: argparse.Namespace) -> int:
+    if a.qdrant_path:
+        if a.file:
+            raise ClarityError("give either a FILE or --qdrant-path, not both")
+        return _import_qdrant(settings, a)
+    if not a.file:
+        raise ClarityError("give a FILE (an export) or --qdrant-path PATH (a qdrant-client local store)")
     try:
         data = orjson.loads(Path(a.file).read_bytes())
     except (OSError, orjson.JSONDecodeError) as e:
@@ -159,6 +180,30 @@ def cmd_import(settings: Settings, a: argparse.Namespace) -> int:
     memories = data.get("memories") if isinstance(data, dict) else data
     res = _with_coordinator(settings, "import", {"memories": memories})
     _out(res, a.json, f"imported {res['imported']}, skipped {res['skipped']} already present")
+    return 0
+
+
+def cmd_backup(settings: Settings, a: argparse.Namespace) -> int:
+    res = _with_coordinator(settings, "backup", {})
+    _out(res, a.json, f"backed up {res['count']} memories to {res['file']}")
+    return 0
+
+
+def cmd_restore(settings: Settings, a: argparse.Namespace) -> int:
+    from clarity.coordination.maintenance import maintenance
+    from clarity.engines.backup import restore_into_edge
+
+    if settings.engine.kind != "edge":
+        raise ClarityError("restore replaces an Edge store; with engine.kind = qdrant use `clarity import`")
+    path = Path(a.file)
+    if not path.is_file():
+        raise ClarityError(f"{path} is not a file")
+    with maintenance(settings, timeout_s=a.timeout):
+        try:
+            res = restore_into_edge(path, settings.qdrant_path, settings.embedding.model)
+        except (ValueError, OSError) as e:
+            raise ClarityError(f"nothing restored: {e}") from e
+    _out(res, a.json, f"restored {res['restored']} memories from {path}")
     return 0
 
 
@@ -226,8 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("stats", "totals by type, engine, model, storage size")
     sp = add("export", "write every memory to a JSON file")
     sp.add_argument("file", nargs="?")
-    sp = add("import", "store the memories of an exported JSON file")
+    sp = add("import", "store the memories of an exported JSON file, or of a qdrant-client local store")
+    sp.add_argument("file", nargs="?")
+    sp.add_argument("--qdrant-path", help="a qdrant-client local store (e.g. mcp-server-qdrant's QDRANT_LOCAL_PATH)")
+    sp.add_argument("--collection", help="its collection (default: the only one)")
+    add("backup", "write every memory with its vector to <home>/backups/ (sessions keep running)")
+    sp = add("restore", "replace the store with a backup file (waits until no session owns the store)")
     sp.add_argument("file")
+    sp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the store (default 60)")
     add("doctor", "remove what dead processes left in the coordination folder")
     add("demo", "start a real `clarity serve`, store and retrieve through MCP, print what happened")
     return p
@@ -236,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "serve": cmd_serve, "status": cmd_status, "store": cmd_store, "search": cmd_search, "list": cmd_list,
     "stats": cmd_stats, "export": cmd_export, "import": cmd_import, "doctor": cmd_doctor,
+    "backup": cmd_backup, "restore": cmd_restore,
 }
 
 

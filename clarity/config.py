@@ -19,6 +19,11 @@ Environment variables (each overrides the config key named beside it):
 | CLARITY_HANDOFF_QUANTUM_S         | coordination.handoff_quantum_s  |
 | CLARITY_MAX_FRAME_BYTES           | coordination.max_frame_bytes    |
 | CLARITY_LOG_LEVEL                 | log_level                       |
+| CLARITY_ENGINE                    | engine.kind (`edge` or `qdrant`)|
+| CLARITY_QDRANT_URL                | engine.url                      |
+| CLARITY_QDRANT_API_KEY            | engine.api_key                  |
+| CLARITY_QDRANT_COLLECTION         | engine.collection               |
+| CLARITY_FLUSH_INTERVAL_S          | engine.flush_interval_s         |
 | CLARITY_SESSION_ID                | (names this session in what it stores; default: a fresh id) |
 """
 
@@ -61,6 +66,20 @@ class CoordinationSettings(_Section):
     max_frame_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
 
+class EngineSettings(_Section):
+    """Which engine holds the memories. `edge` (default): a Qdrant Edge shard in `<home>/qdrant/edge/`,
+    one process at a time (the lease). `qdrant`: qdrant-client; with `url` a Qdrant server or cluster
+    that every session talks to directly (no lease), without it the legacy local store in
+    `<home>/qdrant/`. `flush_interval_s` (Edge): at most this long between a write and its sync to disk
+    (power-loss window); 0 = every acknowledgement waits for a group commit."""
+
+    kind: Literal["edge", "qdrant"] = "edge"
+    url: str | None = None
+    api_key: str | None = None
+    collection: str = Field(default="memories", min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+    flush_interval_s: float = Field(default=1.0, ge=0, le=3600)
+
+
 class Settings(_Section):
     """Everything configurable. `home` is not stored in config.json; it says where config.json is."""
 
@@ -69,6 +88,7 @@ class Settings(_Section):
     embedding: EmbeddingSettings = EmbeddingSettings()
     memory: MemorySettings = MemorySettings()
     coordination: CoordinationSettings = CoordinationSettings()
+    engine: EngineSettings = EngineSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
@@ -104,6 +124,11 @@ _ENV: dict[str, tuple[str, str]] = {
     "CLARITY_HANDOFF_QUANTUM_S": ("coordination", "handoff_quantum_s"),
     "CLARITY_MAX_FRAME_BYTES": ("coordination", "max_frame_bytes"),
     "CLARITY_LOG_LEVEL": ("", "log_level"),
+    "CLARITY_ENGINE": ("engine", "kind"),
+    "CLARITY_QDRANT_URL": ("engine", "url"),
+    "CLARITY_QDRANT_API_KEY": ("engine", "api_key"),
+    "CLARITY_QDRANT_COLLECTION": ("engine", "collection"),
+    "CLARITY_FLUSH_INTERVAL_S": ("engine", "flush_interval_s"),
 }
 
 

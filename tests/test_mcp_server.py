@@ -49,7 +49,7 @@ def test_tools_end_to_end(home: Path) -> None:
             assert hits["memories"][0]["id"] == mk["id"]
             stats = await s.call("memory_stats")
             assert stats["total"] == 2 and stats["by_type"] == {"decision": 1, "note": 1}
-            assert stats["engine"] == "qdrant-local" and stats["dims"] == 384 and stats["storage_bytes"] > 0
+            assert stats["engine"] == "qdrant-edge" and stats["dims"] == 384 and stats["storage_bytes"] > 0
             assert (await s.call("delete_memory", {"memory_ids": [pg["id"]]}))["deleted"] == [pg["id"]]
             assert (await s.call("memory_stats"))["total"] == 1
 

@@ -1,4 +1,4 @@
-"""MemoryService over the real qdrant-client local engine and the real model."""
+"""MemoryService over the real Qdrant Edge engine and the real model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from clarity.config import load_settings
 from clarity.embedding import Embedder
-from clarity.engines.qdrant_local import QdrantLocalEngine
+from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
 from clarity.errors import InvalidArgument, NotFound
 from clarity.memory.model import new_id
 from clarity.memory.service import MemoryService
@@ -25,7 +25,7 @@ def shared_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
 @pytest.fixture
 def svc(home: Path, shared_embedder: Embedder) -> Any:
     s = load_settings(home)
-    service = MemoryService(s, lambda: QdrantLocalEngine(s.qdrant_path), shared_embedder)
+    service = MemoryService(s, lambda: EdgeEngine(edge_dir(s.qdrant_path)), shared_embedder)
     yield service
     service.close()
 
@@ -168,7 +168,7 @@ def test_export_import_roundtrip(svc: MemoryService, tmp_path: Path, shared_embe
         store(svc, f"exported memory {i}", tags=["x"])
     dump = svc.execute("export", {})
     s2 = load_settings(tmp_path / "other")
-    other = MemoryService(s2, lambda: QdrantLocalEngine(s2.qdrant_path), shared_embedder)
+    other = MemoryService(s2, lambda: EdgeEngine(edge_dir(s2.qdrant_path)), shared_embedder)
     try:
         assert other.execute("import", {"memories": dump["memories"]}) == {"imported": 3, "skipped": 0}
         assert other.execute("import", {"memories": dump["memories"]}) == {"imported": 0, "skipped": 3}

@@ -2,7 +2,8 @@
 
 `engine_is_exclusive(settings)` is cheap (imports no engine library): True when only one process may open
 the store at a time, so the coordination layer must take turns through the lease; False for a shared
-server (every session talks to it directly, no lease). `open_engine(settings)` builds the engine.
+server (`engine.kind = "qdrant"` with a url: every session talks to it directly, no lease).
+`open_engine(settings)` builds the engine (nothing is opened until `ensure_collection`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ if TYPE_CHECKING:
 
 
 def engine_is_exclusive(settings: Settings) -> bool:
-    return True
+    return not (settings.engine.kind == "qdrant" and settings.engine.url)
 
 
 def open_engine(settings: Settings) -> Engine:
-    from clarity.engines.qdrant_local import QdrantLocalEngine
+    e = settings.engine
+    if e.kind == "qdrant":
+        from clarity.engines.qdrant_client import QdrantClientEngine
 
-    return QdrantLocalEngine(settings.qdrant_path)
+        if e.url:
+            return QdrantClientEngine(url=e.url, api_key=e.api_key, collection=e.collection)
+        return QdrantClientEngine(path=settings.qdrant_path, collection=e.collection)
+    from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+
+    return EdgeEngine(edge_dir(settings.qdrant_path), e.flush_interval_s)

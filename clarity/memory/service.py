@@ -5,6 +5,11 @@ values, so the same call can run here or be forwarded to another process. Guaran
 that raises changed nothing; `store` returns only once the memory is in the engine's storage; storing
 with an id that is already stored with the same content returns that memory (a retry is idempotent);
 the same content with the same type is stored once (`duplicate_of`). One lock serializes operations.
+
+Cost: every operation is O(its limit) in the engine (list by an order-by scroll, stats by count and
+facets, dedup by the indexed `content_hash`), except `export`, `import` and `backup`, which are O(what
+they move) and page through the store with memory bounded by a page (export builds its answer).
+Nothing scrolls the store when it opens.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from clarity.config import Settings
 from clarity.embedding import Embedder
-from clarity.engines.base import Engine, Point
+from clarity.engines.base import Engine, Point, iter_all
 from clarity.errors import InvalidArgument, NotFound
 from clarity.memory import model as m
 
@@ -28,6 +33,17 @@ log = logging.getLogger(__name__)
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def iso_or_now(value: Any) -> str:
+    """`value` if it is an ISO 8601 timestamp with a time zone (engines order by it), else now."""
+    if isinstance(value, str):
+        try:
+            if datetime.fromisoformat(value).tzinfo is not None:
+                return value
+        except ValueError:
+            pass
+    return now_iso()
 
 
 def _memory(p: Point, *, content: bool = True, meta: bool = True) -> dict[str, Any]:
@@ -53,14 +69,13 @@ def _memory(p: Point, *, content: bool = True, meta: bool = True) -> dict[str, A
 
 
 class MemoryService:
-    OPS = ("store", "retrieve", "list", "get", "update", "delete", "stats", "export", "import")
+    OPS = ("store", "retrieve", "list", "get", "update", "delete", "stats", "export", "import", "backup")
 
     def __init__(self, settings: Settings, engine_factory: Callable[[], Engine], embedder: Embedder) -> None:
         self.settings = settings
         self.embedder = embedder
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
-        self._dedup: dict[tuple[str, str], str] | None = None
         self._lock = threading.RLock()
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -84,7 +99,6 @@ class MemoryService:
                     self._engine.close()
                 finally:
                     self._engine = None
-                    self._dedup = None
 
     def execute(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         """Run operation `op` with JSON `args`; returns a JSON-able dict or raises ClarityError."""
@@ -98,13 +112,10 @@ class MemoryService:
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    def _dedup_index(self) -> dict[tuple[str, str], str]:
-        if self._dedup is None:
-            idx: dict[tuple[str, str], str] = {}
-            for p in sorted(self._eng().scroll(), key=lambda p: p.payload.get("created_at", "")):
-                idx.setdefault((p.payload.get("memory_type", ""), p.payload.get("content_hash", "")), p.id)
-            self._dedup = idx
-        return self._dedup
+    def _duplicate(self, memory_type: str, h: str) -> Point | None:
+        """A stored memory with this type and content hash (indexed lookup), if any."""
+        found = self._eng().find({"memory_type": memory_type, "content_hash": h}, 1)
+        return found[0] if found else None
 
     def _get_point(self, memory_id: str, with_vectors: bool = False) -> Point:
         found = self._eng().retrieve([memory_id], with_vectors=with_vectors)
@@ -128,13 +139,9 @@ class MemoryService:
             if p.payload.get("content_hash") == h and p.payload.get("memory_type") == req.memory_type:
                 return {"id": p.id, "stored": True, "duplicate_of": None, "memory": _memory(p)}
             raise InvalidArgument(f"id {req.id} is already used by another memory")
-        key = (req.memory_type, h)
-        index = self._dedup_index()
-        dup = index.get(key)
+        dup = self._duplicate(req.memory_type, h)
         if dup is not None:
-            points = self._eng().retrieve([dup])
-            if points:
-                return {"id": dup, "stored": False, "duplicate_of": dup, "memory": _memory(points[0])}
+            return {"id": dup.id, "stored": False, "duplicate_of": dup.id, "memory": _memory(dup)}
         ts = now_iso()
         payload = {
             "content": req.content, "memory_type": req.memory_type, "importance": req.importance,
@@ -143,7 +150,6 @@ class MemoryService:
         }
         point = Point(id=req.id, payload=payload, vector=self.embedder.embed_one(req.content))
         self._eng().upsert([point])
-        index[key] = req.id
         return {"id": req.id, "stored": True, "duplicate_of": None, "memory": _memory(point)}
 
     def op_retrieve(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -157,11 +163,11 @@ class MemoryService:
 
     def op_list(self, args: dict[str, Any]) -> dict[str, Any]:
         req = m.parse(m.ListRequest, args)
-        points = self._eng().scroll(self._filter(req.types, req.tags))
-        points.sort(key=lambda p: (p.payload.get("created_at", ""), p.id), reverse=True)
-        page = points[req.offset:req.offset + req.limit]
+        flt = self._filter(req.types, req.tags)
+        page = self._eng().newest(flt, req.offset, req.limit)
+        total = self._eng().count(flt)
         memories = [_memory(p, content=req.include_content, meta=req.include_content) for p in page]
-        return {"total": len(points), "offset": req.offset, "limit": req.limit, "memories": memories}
+        return {"total": total, "offset": req.offset, "limit": req.limit, "memories": memories}
 
     def op_get(self, args: dict[str, Any]) -> dict[str, Any]:
         req = m.parse(m.GetRequest, args)
@@ -176,7 +182,6 @@ class MemoryService:
         if "content" in changes:
             m.check_content(changes["content"], self.settings.memory.max_content_bytes)
         point = self._get_point(req.memory_id, with_vectors=True)
-        old_key = (point.payload.get("memory_type", ""), point.payload.get("content_hash", ""))
         payload = dict(point.payload)
         payload.update(changes)
         reembed = "content" in changes and changes["content"] != point.payload.get("content")
@@ -186,10 +191,6 @@ class MemoryService:
         payload["updated_at"] = now_iso()
         new = Point(id=point.id, payload=payload, vector=point.vector)
         self._eng().upsert([new])
-        index = self._dedup_index()
-        if index.get(old_key) == point.id:
-            del index[old_key]
-        index.setdefault((payload["memory_type"], payload["content_hash"]), point.id)
         return {"id": point.id, "updated_fields": sorted(changes), "reembedded": reembed,
                 "memory": _memory(new)}
 
@@ -199,21 +200,12 @@ class MemoryService:
         found = {p.id: p for p in self._eng().retrieve(ids)}
         if found:
             self._eng().delete(list(found))
-            index = self._dedup_index()
-            for p in found.values():
-                key = (p.payload.get("memory_type", ""), p.payload.get("content_hash", ""))
-                if index.get(key) == p.id:
-                    del index[key]
         return {"deleted": [i for i in ids if i in found], "not_found": [i for i in ids if i not in found]}
 
     def op_stats(self, args: dict[str, Any]) -> dict[str, Any]:
-        by_type: dict[str, int] = {}
-        points = self._eng().scroll()
-        for p in points:
-            t = p.payload.get("memory_type", "note")
-            by_type[t] = by_type.get(t, 0) + 1
+        by_type = self._eng().facet("memory_type")
         return {
-            "total": len(points), "by_type": dict(sorted(by_type.items())), "engine": self._eng().name,
+            "total": self._eng().count(), "by_type": dict(sorted(by_type.items())), "engine": self._eng().name,
             "model": self.embedder.model_name, "dims": self.embedder.dim,
             "storage_bytes": self._eng().storage_bytes(), "home": str(self.settings.home),
             "served_by_pid": os.getpid(),
@@ -221,7 +213,7 @@ class MemoryService:
 
     def op_export(self, args: dict[str, Any]) -> dict[str, Any]:
         req = m.parse(m.ExportRequest, args)
-        points = self._eng().scroll(with_vectors=req.with_vectors)
+        points = [p for page in iter_all(self._eng(), with_vectors=req.with_vectors) for p in page]
         points.sort(key=lambda p: (p.payload.get("created_at", ""), p.id))
         out = []
         for p in points:
@@ -248,13 +240,25 @@ class MemoryService:
             for (item, r), vector in zip(chunk, vectors, strict=True):
                 payload = r.model_dump(exclude={"id"})
                 payload["content_hash"] = m.content_hash(r.content)
-                payload["created_at"] = str(item.get("created_at") or now_iso())
-                payload["updated_at"] = str(item.get("updated_at") or payload["created_at"])
+                payload["created_at"] = iso_or_now(item.get("created_at"))
+                updated = item.get("updated_at")
+                payload["updated_at"] = iso_or_now(updated) if updated else payload["created_at"]
                 points.append(Point(id=r.id, payload=payload, vector=vector))
             self._eng().upsert(points)
-            for p in points:
-                self._dedup_index().setdefault((p.payload["memory_type"], p.payload["content_hash"]), p.id)
         return {"imported": len(fresh), "skipped": len(parsed) - len(fresh)}
+
+
+    def op_backup(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Write every memory with its vector to a JSONL file in `<home>/backups/` (see
+        `clarity.engines.backup`); runs in the owner while sessions keep working (writes that arrive
+        meanwhile wait for the service lock, so the file is one consistent state)."""
+        from clarity.engines.backup import write_backup
+
+        if args:
+            raise InvalidArgument("backup takes no arguments")
+        path, count = write_backup(self._eng(), self.settings.backups_dir, self.embedder.model_name,
+                                   self.embedder.dim)
+        return {"file": str(path), "count": count, "bytes": path.stat().st_size}
 
 
 def build_service(settings: Settings,
@@ -263,6 +267,12 @@ def build_service(settings: Settings,
     until the first operation needs it). `exclusive()`, given by the lease owner, holds the maintenance
     (exclusive) side of the coordination lock for a block: the engine's one-time migration runs in it."""
     from clarity.engines import open_engine
+    from clarity.engines.migrate import migrate_if_needed
 
     embedder = Embedder(settings.embedding.model, settings.cache_dir, settings.embedding.batch_size)
-    return MemoryService(settings, lambda: open_engine(settings), embedder)
+
+    def factory() -> Engine:
+        migrate_if_needed(settings, embedder.dim, exclusive or nullcontext)
+        return open_engine(settings)
+
+    return MemoryService(settings, factory, embedder)

@@ -1,0 +1,298 @@
+"""Qdrant Edge (`qdrant-edge-py`) as the default Engine: one shard in `<home>/qdrant/edge/`.
+
+Layout of the shard: dense vector `dense` (cosine, the model's dimension), sparse vector `bm25` (IDF
+modifier; configured now so that adding BM25 later needs no migration; points may omit it), payload
+indexes: keyword `memory_type`, `tags`, `content_hash`, `session`; datetime `created_at` (order-by).
+
+Guarantees: see the durability contract in `clarity.engines.base` (a returned write survives SIGKILL;
+a power cut loses at most the writes of the last `flush_interval_s`, or nothing with 0). Opening
+replays the WAL (the shard is mmapped, not loaded). Only one process can open the shard: a second one
+gets `EngineLocked` (Edge: "Can't init WAL: WouldBlock"). Every call holds Python's GIL inside the
+library (measured: scripts/edge_probe.py), so calls are serialized; this engine never calls
+`optimize()` while serving, because it holds the GIL for its whole run (24 s at 20k points here),
+freezing every thread of the owner. Search is exact (plain index) unless `optimize()` is called by
+maintenance code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from clarity.engines.base import EngineLocked, Filter, Point
+from clarity.engines.group_commit import Flusher, GroupCommit
+
+log = logging.getLogger(__name__)
+
+DENSE = "dense"
+SPARSE = "bm25"
+KEYWORD_FIELDS = ("memory_type", "tags", "content_hash", "session")
+DATETIME_FIELDS = ("created_at",)
+SIZE_CACHE_S = 10.0
+TIE_CAP = 10_000
+
+
+def edge_dir(qdrant_path: Path) -> Path:
+    """Where the shard lives inside `<home>/qdrant/` (beside the legacy files and the coordination folder)."""
+    return qdrant_path / "edge"
+
+
+def edge_config(dim: int) -> Any:
+    import qdrant_edge as q
+
+    return q.EdgeConfig(
+        vectors={DENSE: q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine)},
+        sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+    )
+
+
+def to_filter(flt: Filter | None) -> Any:
+    import qdrant_edge as q
+
+    must: list[Any] = []
+    for key, value in (flt or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, list | tuple | set):
+            must.append(q.FieldCondition(key, match=q.MatchAny([str(v) for v in value])))
+        else:
+            must.append(q.FieldCondition(key, match=q.MatchValue(value)))
+    return q.Filter(must=must) if must else None
+
+
+def _dense(vec: Any) -> list[float] | None:
+    if vec is None:
+        return None
+    if isinstance(vec, dict):
+        v = vec.get(DENSE)
+        return list(v) if v is not None else None
+    return list(vec)
+
+
+def _point(rec: Any, with_vectors: bool = False, score: float | None = None) -> Point:
+    return Point(id=str(rec.id), payload=dict(rec.payload or {}),
+                 vector=_dense(rec.vector) if with_vectors else None, score=score)
+
+
+def _disk_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def open_shard(path: Path, dim: int) -> Any:
+    """Load the shard at `path` (create it if it has no segments), with every payload index."""
+    import qdrant_edge as q
+
+    cfg = edge_config(dim)
+    try:
+        if (path / "segments").is_dir() and any((path / "segments").iterdir()):
+            shard = q.EdgeShard.load(str(path), cfg)
+        else:
+            shard = q.EdgeShard.create(str(path), cfg)
+    except Exception as e:
+        if "WouldBlock" in str(e):
+            raise EngineLocked(f"the Edge shard {path} is open in another process") from None
+        if "ncompatible" in str(e) or "dimension" in str(e).lower():
+            raise ValueError(f"the store at {path} does not match {dim}-dim vectors: {e}") from e
+        raise
+    have = set(shard.info().payload_schema)
+    for name in KEYWORD_FIELDS:
+        if name not in have:
+            shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
+    for name in DATETIME_FIELDS:
+        if name not in have:
+            shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Datetime))
+    return shard
+
+
+def finish_swap(qdrant_path: Path) -> None:
+    """Complete a replacement of the shard that a restore prepared (`edge.next` fully written and
+    verified, marked by `edge.next/READY`): move the old shard aside, then the new one in. Idempotent;
+    safe after a kill between the two renames (the next open finishes it)."""
+    nxt = qdrant_path / "edge.next"
+    if not (nxt / "READY").exists():
+        return
+    cur = edge_dir(qdrant_path)
+    if cur.exists():
+        backups = qdrant_path.parent / "backups"
+        backups.mkdir(exist_ok=True)
+        os.rename(cur, backups / f"edge-replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    (nxt / "READY").unlink()
+    os.rename(nxt, cur)
+
+
+class EdgeEngine:
+    name = "qdrant-edge"
+    exclusive = True
+
+    def __init__(self, path: Path, flush_interval_s: float = 1.0) -> None:
+        self.path = path
+        self.flush_interval_s = flush_interval_s
+        self._shard: Any = None
+        self._lock = threading.RLock()
+        self._group: GroupCommit | None = None
+        self._flusher: Flusher | None = None
+        self._size: tuple[float, int] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._shard is not None
+
+    def _s(self) -> Any:
+        if self._shard is None:
+            raise RuntimeError("ensure_collection() must be called first")
+        return self._shard
+
+    def ensure_collection(self, dim: int) -> None:
+        with self._lock:
+            if self._shard is not None:
+                return
+            finish_swap(self.path.parent)
+            t = time.perf_counter()
+            self._shard = open_shard(self.path, dim)
+            log.info("opened Edge shard %s in %.3f s", self.path, time.perf_counter() - t)
+            self._group = GroupCommit(self._shard.flush)
+            if self.flush_interval_s > 0:
+                self._flusher = Flusher(self._group, self.flush_interval_s)
+
+    def _written(self) -> None:
+        if self._flusher is not None:
+            self._flusher.mark_dirty()
+        elif self._group is not None:
+            self._group.commit()
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        import qdrant_edge as q
+
+        if not points:
+            return
+        edge_points = [q.Point(p.id, {DENSE: list(p.vector or [])}, p.payload) for p in points]
+        with self._lock:
+            self._s().update(q.UpdateOperation.upsert_points(edge_points))
+        self._written()
+
+    def delete(self, ids: Sequence[str]) -> None:
+        import qdrant_edge as q
+
+        if not ids:
+            return
+        with self._lock:
+            self._s().update(q.UpdateOperation.delete_points(list(ids)))
+        self._written()
+
+    def search(self, vector: Sequence[float], limit: int, flt: Filter | None = None,
+               score_threshold: float | None = None) -> list[Point]:
+        import qdrant_edge as q
+
+        req = q.QueryRequest(limit=limit, query=q.Query.Nearest(list(vector), using=DENSE),
+                             filter=to_filter(flt), score_threshold=score_threshold, with_payload=True)
+        with self._lock:
+            res = self._s().query(req)
+        return [_point(r, score=float(r.score)) for r in res]
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
+        if not ids:
+            return []
+        with self._lock:
+            res = self._s().retrieve(list(ids), with_payload=True, with_vector=[DENSE] if with_vectors else False)
+        return [_point(r, with_vectors) for r in res]
+
+    def newest(self, flt: Filter | None, offset: int, limit: int) -> list[Point]:
+        import qdrant_edge as q
+
+        want = offset + limit
+        if limit <= 0:
+            return []
+        order = q.OrderBy("created_at", q.Direction.Desc)
+        with self._lock:
+            recs, _ = self._s().scroll(q.ScrollRequest(limit=want, filter=to_filter(flt), order_by=order,
+                                                       with_payload=True))
+            found = {str(r.id): (int(r.order_value or 0), r) for r in recs}
+            if len(recs) == want:  # points sharing the boundary timestamp: fetch them all, order by id
+                edge = recs[-1].payload.get("created_at")
+                tie = {**(flt or {})}
+                cond = to_filter(tie)
+                must = list(cond.must) if cond is not None else []
+                must.append(q.FieldCondition("created_at", range=q.RangeDateTime(gte=edge, lte=edge)))
+                ties, _ = self._s().scroll(q.ScrollRequest(limit=TIE_CAP, filter=q.Filter(must=must),
+                                                           with_payload=True))
+                boundary = int(recs[-1].order_value or 0)
+                for r in ties:
+                    found.setdefault(str(r.id), (boundary, r))
+        ordered = sorted(found.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=True)
+        return [_point(r) for _id, (_v, r) in ordered[offset:want]]
+
+    def find(self, flt: Filter, limit: int = 1) -> list[Point]:
+        import qdrant_edge as q
+
+        with self._lock:
+            recs, _ = self._s().scroll(q.ScrollRequest(limit=limit, filter=to_filter(flt), with_payload=True))
+        return [_point(r) for r in recs]
+
+    def count(self, flt: Filter | None = None) -> int:
+        import qdrant_edge as q
+
+        with self._lock:
+            return int(self._s().count(q.CountRequest(exact=True, filter=to_filter(flt))))
+
+    def facet(self, key: str, limit: int = 1000) -> dict[str, int]:
+        import qdrant_edge as q
+
+        with self._lock:
+            res = self._s().facet(q.FacetRequest(key, limit=limit, exact=True))
+        return {str(h.value): int(h.count) for h in res}
+
+    def page(self, cursor: str | None, limit: int,
+             with_vectors: bool = False) -> tuple[list[Point], str | None]:
+        import qdrant_edge as q
+
+        req = q.ScrollRequest(offset=cursor, limit=limit, with_payload=True,
+                              with_vector=[DENSE] if with_vectors else False)
+        with self._lock:
+            recs, nxt = self._s().scroll(req)
+        return [_point(r, with_vectors) for r in recs], (str(nxt) if nxt is not None else None)
+
+    def storage_bytes(self) -> int:
+        now = time.monotonic()
+        if self._size is None or now - self._size[0] > SIZE_CACHE_S:
+            self._size = (now, _disk_bytes(self.path))
+        return self._size[1]
+
+    def sync(self) -> None:
+        if self._group is not None:
+            self._group.commit()
+
+    def optimize(self) -> bool:
+        """Build HNSW / merge segments. Blocks every thread of this process (GIL) for its whole run:
+        only for maintenance, never while serving."""
+        with self._lock:
+            return bool(self._s().optimize())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._flusher is not None:
+                self._flusher.stop()
+                self._flusher = None
+            if self._shard is not None:
+                try:
+                    self._shard.flush()
+                    self._shard.close()
+                finally:
+                    self._shard = None
+                    self._group = None
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

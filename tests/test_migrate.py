@@ -1,0 +1,113 @@
+"""Migration of a qdrant-client home to Edge: exactly once, nothing lost, kills at every stage."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import nullcontext
+from pathlib import Path
+
+import orjson
+import pytest
+
+from clarity.config import load_settings
+from clarity.engines.migrate import PAUSE_ENV, legacy_present, migrate_if_needed
+from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+
+from .conftest import cli
+
+DIM = 384
+
+
+def write_legacy(home: Path, n: int, seed: int = 3) -> dict[str, dict[str, object]]:
+    """A store as today's version writes it: qdrant-client local, collection `memories`, unnamed vector."""
+    from qdrant_client import QdrantClient
+    from qdrant_client import models as m
+
+    settings = load_settings(home)
+    rng = random.Random(seed)
+    client = QdrantClient(path=str(settings.qdrant_path))
+    client.create_collection("memories", vectors_config=m.VectorParams(size=DIM, distance=m.Distance.COSINE))
+    points: dict[str, dict[str, object]] = {}
+    structs = []
+    for i in range(n):
+        pid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        ts = f"2025-02-{1 + i % 28:02d}T10:00:00.{i:06d}+00:00"
+        payload = {"content": f"legacy memory {i}", "memory_type": "note" if i % 2 else "fact",
+                   "importance": 0.5, "tags": [f"t{i % 5}"], "metadata": {"i": i}, "context": {},
+                   "created_at": ts, "updated_at": ts, "content_hash": f"{i:064x}", "session": "old"}
+        points[pid] = payload
+        structs.append(m.PointStruct(id=pid, vector=[rng.uniform(-1, 1) for _ in range(DIM)], payload=payload))
+    for start in range(0, n, 500):
+        client.upsert("memories", structs[start:start + 500])
+    client.close()
+    return points
+
+
+def check_migrated(home: Path, points: dict[str, dict[str, object]]) -> None:
+    settings = load_settings(home)
+    assert not legacy_present(settings.qdrant_path)
+    assert not (settings.qdrant_path / "collection").exists()
+    assert not (settings.qdrant_path / "edge.migrating").exists()
+    backups = [p for p in settings.backups_dir.iterdir() if p.name.startswith("qdrant-client-")]
+    assert len(backups) == 1 and (backups[0] / "meta.json").exists()
+    assert (backups[0] / "collection" / "memories").is_dir()
+    e = EdgeEngine(edge_dir(settings.qdrant_path))
+    e.ensure_collection(DIM)
+    try:
+        assert e.count() == len(points)
+        got = {p.id: p for p in e.retrieve(list(points), with_vectors=True)}
+        assert {k: v.payload for k, v in got.items()} == points
+        assert all(v.vector is not None and len(v.vector) == DIM for v in got.values())
+    finally:
+        e.close()
+
+
+def test_migrates_exactly_once(home: Path) -> None:
+    points = write_legacy(home, 700)
+    settings = load_settings(home)
+    res = migrate_if_needed(settings, DIM, nullcontext)
+    assert res is not None and res["count"] == 700
+    check_migrated(home, points)
+    assert migrate_if_needed(settings, DIM, nullcontext) is None
+
+
+def test_first_call_through_the_cli_migrates(home: Path) -> None:
+    points = write_legacy(home, 50)
+    listed = orjson.loads(cli(home, "list", "--json", "--limit", "3").stdout)
+    assert listed["total"] == 50
+    newest = sorted(points.items(), key=lambda kv: (str(kv[1]["created_at"]), kv[0]), reverse=True)[:3]
+    assert [m["id"] for m in listed["memories"]] == [k for k, _ in newest]
+    check_migrated(home, points)
+
+
+MIGRATE = ("import sys\nfrom contextlib import nullcontext\nfrom clarity.config import load_settings\n"
+           "from clarity.engines.migrate import migrate_if_needed\n"
+           "migrate_if_needed(load_settings(sys.argv[1]), 384, nullcontext)\n")
+
+
+@pytest.mark.parametrize("stage", ["copy", "before-commit", "after-commit", "moving"])
+def test_kill_at_any_stage_then_next_owner_finishes(home: Path, stage: str) -> None:
+    points = write_legacy(home, 300)
+    marker = home / f"migrate-paused-{stage}"
+    proc = subprocess.Popen([sys.executable, "-c", MIGRATE, str(home)],
+                            env={**os.environ, PAUSE_ENV: stage}, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the migration never reached " + stage
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    settings = load_settings(home)
+    if stage in ("copy", "before-commit"):
+        assert not edge_dir(settings.qdrant_path).exists() and legacy_present(settings.qdrant_path)
+    else:
+        assert edge_dir(settings.qdrant_path).exists() and legacy_present(settings.qdrant_path)
+    migrate_if_needed(settings, DIM, nullcontext)
+    check_migrated(home, points)
