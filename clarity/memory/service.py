@@ -207,6 +207,7 @@ class MemoryService:
         return {"deleted": [i for i in ids if i in found], "not_found": [i for i in ids if i not in found]}
 
     def op_stats(self, args: dict[str, Any]) -> dict[str, Any]:
+        m.parse(m.StatsRequest, args)
         by_type: dict[str, int] = {}
         points = self._eng().scroll()
         for p in points:
