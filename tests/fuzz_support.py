@@ -73,10 +73,14 @@ def mostly(valid: st.SearchStrategy[Any], hostile: st.SearchStrategy[Any]) -> st
     return st.integers(0, 7).flatmap(lambda i: hostile if i == 3 else valid)
 
 
-def nice_text() -> st.SearchStrategy[str]:
-    """Texts that should be accepted as content (printable, not blank)."""
-    words = st.sampled_from(["use", "postgres", "for", "the", "queue", "retry", "idempotent", "café",
-                             "🚀", "deploy", "on", "friday", "never", "naïve", "ünïcode", "\n", "\t"])
+WORDS = ["use", "postgres", "for", "the", "queue", "retry", "idempotent", "café", "🚀", "deploy", "on",
+         "friday", "never", "naïve", "ünïcode"]
+
+
+def nice_text(lines: bool = True) -> st.SearchStrategy[str]:
+    """Texts that should be accepted as content (printable, not blank; tabs and newlines when
+    `lines`, else one line, as names and keys must be)."""
+    words = st.sampled_from(WORDS + (["\n", "\t"] if lines else []))
     return st.lists(words, min_size=1, max_size=8).map(" ".join)
 
 
@@ -92,7 +96,7 @@ def json_values(server: bool = False, hostile: bool = True) -> st.SearchStrategy
     """JSON values; with `hostile`, also huge ints, NaN (in process) and control characters."""
     leaves = [st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False,
               allow_infinity=False), nice_text()]
-    keys = nice_text()
+    keys = nice_text(lines=False)
     if hostile:
         leaves += [big_ints(), st.floats(allow_nan=not server, allow_infinity=not server), text(server)]
         keys = st.one_of(keys, text(server, max_size=8))
@@ -107,15 +111,33 @@ def deep(levels: int) -> Any:
     return {"d": value}
 
 
+def hostile_leaves(server: bool = False) -> st.SearchStrategy[Any]:
+    """One value that must not be stored: huge ints, NaN/inf (in process: a JSON client turns them
+    into null), control characters, lone surrogates (in process), nesting over the limit."""
+    pool = [big_ints(), text(server, min_size=1, max_size=6).map(lambda t: t + "\x00"), st.integers(33, 300).map(deep)]
+    if not server:
+        pool += [weird_floats().filter(lambda f: f != 0 and abs(f) > 1e300 or f != f),
+                 st.just("a\udc80b"), st.just(("tuple",)), st.just(b"bytes")]
+    return st.one_of(*pool)
+
+
+def _inject(t: tuple[dict[str, Any], Any, str]) -> dict[str, Any]:
+    base, leaf, key = t
+    return {**base, key: leaf if len(key) % 2 else {"inner": [leaf]}}
+
+
 def json_objects(server: bool = False) -> st.SearchStrategy[Any]:
-    """Mostly good objects; else deep, huge, hostile ones, or not an object at all."""
-    good = st.dictionaries(nice_text(), json_values(server, hostile=False), max_size=4)
-    return mostly(good, st.one_of(
+    """Mostly good objects; else one with a hostile value somewhere, deep, huge, or not an object."""
+    good = st.dictionaries(nice_text(lines=False), json_values(server, hostile=False), max_size=4)
+    hostile = st.one_of(
+        st.tuples(good, hostile_leaves(server), nice_text(lines=False)).map(_inject),
+        st.tuples(good, hostile_leaves(server), nice_text(lines=False)).map(_inject),
         st.dictionaries(text(server, max_size=8), json_values(server), min_size=1, max_size=4),
         st.integers(29, 36).map(deep),
         st.just({"big": "x" * (70 * 1024)}),
         json_values(server),
-    ))
+    )
+    return st.integers(0, 3).flatmap(lambda i: hostile if i == 2 else good)
 
 
 def ints(lo: int, hi: int) -> st.SearchStrategy[Any]:
@@ -202,7 +224,7 @@ def args_for(op: str, server: bool = False) -> st.SearchStrategy[dict[str, Any]]
     """Arguments for service operation `op` (store, retrieve, list, get, update, delete, stats), with
     `Existing` placeholders for ids (see `resolve`)."""
     if op == "store":  # the service takes an id (the MCP tool makes one) and a session
-        extra = {} if server else {"session": mostly(nice_text(), text(server, max_size=300))}
+        extra = {} if server else {"session": mostly(nice_text(lines=False), text(server, max_size=300))}
         base = _maybe(memory_type=memory_types(server), importance=floats(0, 1), tags=tag_lists(server),
                       metadata=json_objects(server), context=json_objects(server), **extra)
         args = st.tuples(base, contents(server)).map(lambda t: {**t[0], "content": t[1]})
@@ -220,10 +242,13 @@ def args_for(op: str, server: bool = False) -> st.SearchStrategy[dict[str, Any]]
     if op == "get":
         return st.one_of(memory_ids(server).map(lambda i: {"memory_id": i}), st.just({}))
     if op == "update":
-        updates = mostly(
-            _maybe(content=contents(server), memory_type=memory_types(server), importance=floats(0, 1),
-                   tags=tag_lists(server), metadata=json_objects(server), context=json_objects(server)),
-            st.sampled_from([None, [], "content", 5]))
+        one = st.one_of(st.fixed_dictionaries({"content": contents(server)}),
+                        st.fixed_dictionaries({"importance": floats(0, 1)}),
+                        st.fixed_dictionaries({"tags": tag_lists(server)}))
+        more = _maybe(content=contents(server), memory_type=memory_types(server), importance=floats(0, 1),
+                      tags=tag_lists(server), metadata=json_objects(server), context=json_objects(server))
+        updates = mostly(st.tuples(one, more).map(lambda t: {**t[0], **t[1]}),
+                         st.sampled_from([None, [], "content", 5, {}]))
         return st.fixed_dictionaries({"memory_id": memory_ids(server), "updates": updates})
     if op == "delete":
         return mostly(st.fixed_dictionaries({"memory_ids": st.lists(memory_ids(server), min_size=1, max_size=4)}),
