@@ -61,7 +61,7 @@ HOSTILE_CHARS = "\x00\x01\x07\x0b\x1b\x7f\x85\u2028\ufeff\U0001f600é\n\t\r "
 
 def text(server: bool = False, min_size: int = 0, max_size: int = 40) -> st.SearchStrategy[str]:
     """Short texts, often with control characters, emoji, and (in process) lone surrogates."""
-    pool = [st.characters(), st.sampled_from(HOSTILE_CHARS)]
+    pool = [st.characters(codec="utf-8" if server else None), st.sampled_from(HOSTILE_CHARS)]
     if not server:
         pool.append(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()))
     chars = st.one_of(*pool)
