@@ -1,7 +1,10 @@
 """Memory and the request/response models. They validate input and are the MCP tools' schemas.
 
-Every request model rejects unknown fields and wrong types; `parse()` turns a pydantic error into an
-`InvalidArgument` whose message names each bad field, so a person can read it.
+Every request model rejects unknown fields and wrong types (strictly: no "5" for 5, no 1 for true),
+non-finite floats, integers outside their bounds, texts with lone surrogates or control characters,
+and metadata/context that is not plain JSON (see `values`: 64-bit integers, at most 32 levels deep,
+at most 64 KiB). `parse()` turns any such problem into an `InvalidArgument` whose message names each
+bad field, so a person can read it; a request that parses can be sent over the owner's socket as is.
 """
 
 from __future__ import annotations
@@ -11,18 +14,37 @@ import uuid
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from clarity.errors import InvalidArgument
+from clarity.memory.values import check_json, check_text
 
 MAX_TAGS = 32
+MAX_FILTERS = 100
 MAX_JSON_BYTES = 64 * 1024
 MAX_LIMIT = 1000
+MAX_OFFSET = 1_000_000_000
+MAX_TEXT_CHARS = 16 * 1024 * 1024  # a hard cap before any byte count; the configured limit is lower
+MAX_SESSION_CHARS = 200
 
 MemoryType = Annotated[
     str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$"),
 ]
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=64),
+                AfterValidator(lambda v: check_text(v, "the tag", multiline=False))]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS),
+                 AfterValidator(lambda v: check_text(v, "the text"))]
+Session = Annotated[str, StringConstraints(max_length=MAX_SESSION_CHARS),
+                    AfterValidator(lambda v: check_text(v, "the session", multiline=False))]
 
 
 def new_id() -> str:
@@ -38,17 +60,26 @@ def _check_uuid(value: str) -> str:
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError) as e:
-        raise ValueError(f"{value!r} is not a memory id (a UUID)") from e
+        shown = repr(value[:60]) + ("..." if len(value) > 60 else "") if isinstance(value, str) else "it"
+        raise ValueError(f"{shown} is not a memory id (a UUID)") from e
 
 
-def _check_json_size(value: dict[str, Any]) -> dict[str, Any]:
+def _check_json_size(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    check_json(value, info.field_name or "the object")
     if len(orjson.dumps(value)) > MAX_JSON_BYTES:
         raise ValueError(f"must serialize to at most {MAX_JSON_BYTES} bytes of JSON")
     return value
 
 
 def check_content(content: str, max_bytes: int, field: str = "content") -> None:
-    """Raise InvalidArgument when `content` is blank or longer than `max_bytes` UTF-8 bytes."""
+    """Raise InvalidArgument when `content` is blank, is not valid text (see `values.check_text`) or
+    is longer than `max_bytes` UTF-8 bytes."""
+    try:
+        check_text(content, field)
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
     if not content.strip():
         raise InvalidArgument(f"{field} must not be empty")
     size = len(content.encode("utf-8"))
@@ -57,52 +88,50 @@ def check_content(content: str, max_bytes: int, field: str = "content") -> None:
 
 
 class _Req(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class MemoryFields(_Req):
     """The fields a caller may set on a memory (all optional: used by update)."""
 
-    content: str | None = None
+    content: Text | None = None
     memory_type: MemoryType | None = None
     importance: float | None = Field(default=None, ge=0.0, le=1.0)
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     metadata: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
 
-    _json_size = field_validator("metadata", "context")(
-        lambda v: None if v is None else _check_json_size(v)
-    )
+    _json_size = field_validator("metadata", "context")(_check_json_size)
 
 
 class StoreRequest(_Req):
     id: str
-    content: str
+    content: Text
     memory_type: MemoryType = "note"
     importance: float = Field(default=0.5, ge=0.0, le=1.0)
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     metadata: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
-    session: str = ""
+    session: Session = ""
 
     _id = field_validator("id")(_check_uuid)
     _json_size = field_validator("metadata", "context")(_check_json_size)
 
 
 class RetrieveRequest(_Req):
-    query: str = Field(min_length=1)
+    query: Text = Field(min_length=1)
     limit: int = Field(default=5, ge=1, le=100)
-    types: list[MemoryType] | None = None
-    tags: list[Tag] | None = None
+    types: list[MemoryType] | None = Field(default=None, max_length=MAX_FILTERS)
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_FILTERS)
     min_similarity: float | None = Field(default=None, ge=-1.0, le=1.0)
     include_metadata: bool = False
 
 
 class ListRequest(_Req):
-    types: list[MemoryType] | None = None
-    tags: list[Tag] | None = None
+    types: list[MemoryType] | None = Field(default=None, max_length=MAX_FILTERS)
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_FILTERS)
     limit: int = Field(default=20, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     include_content: bool = False
 
 
@@ -124,6 +153,10 @@ class DeleteRequest(_Req):
     @classmethod
     def _ids(cls, v: list[str]) -> list[str]:
         return [_check_uuid(x) for x in v]
+
+
+class StatsRequest(_Req):
+    """memory_stats takes no arguments."""
 
 
 class ExportRequest(_Req):

@@ -203,6 +203,7 @@ class MemoryService:
         return {"deleted": [i for i in ids if i in found], "not_found": [i for i in ids if i not in found]}
 
     def op_stats(self, args: dict[str, Any]) -> dict[str, Any]:
+        m.parse(m.StatsRequest, args)
         by_type = self._eng().facet("memory_type")
         return {
             "total": self._eng().count(), "by_type": dict(sorted(by_type.items())), "engine": self._eng().name,

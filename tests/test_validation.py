@@ -1,0 +1,125 @@
+"""Input validation at the request models, the MCP tool layer's error mapping, and the known
+owner/peer difference (`offset=2**64`) through real servers.
+
+Each bad request below was accepted, crashed with a TypeError, or depended on the role before:
+every one is now InvalidArgument with a message that names the field and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+
+from clarity.config import load_settings
+from clarity.coordination.coordinator import Coordinator
+from clarity.errors import InvalidArgument
+from clarity.mcp_server import build_server
+from clarity.memory import model as m
+from clarity.memory.service import MemoryService
+from clarity.session_client import ToolCallError
+from tests.conftest import open_sessions, owner_session, run_async
+from tests.fuzz_support import deep
+
+ID = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+
+
+def store(**kw: Any) -> dict[str, Any]:
+    return {"id": ID, "content": "x", **kw}
+
+
+BAD: list[tuple[type[m._Req], dict[str, Any], str]] = [
+    (m.ListRequest, {"offset": 2**64}, "offset: Input should be less than or equal to 1000000000"),
+    (m.ListRequest, {"offset": 10**9 + 1}, "offset"),
+    (m.ListRequest, {"limit": "5"}, "limit: Input should be a valid integer"),
+    (m.ListRequest, {"include_content": 1}, "include_content: Input should be a valid boolean"),
+    (m.RetrieveRequest, {"query": "q", "min_similarity": float("nan")}, "min_similarity: Input should be a finite"),
+    (m.RetrieveRequest, {"query": "q", "types": ["note"] * 101}, "types: List should have at most 100"),
+    (m.StoreRequest, store(importance=float("inf")), "importance: Input should be a finite number"),
+    (m.StoreRequest, store(metadata={"a": 2**64}), "metadata.a is an integer outside the 64-bit range"),
+    (m.StoreRequest, store(metadata={"a": [-(2**63) - 1]}), "metadata.a[0] is an integer outside"),
+    (m.StoreRequest, store(context={"a": float("nan")}), "context.a must be a finite number"),
+    (m.StoreRequest, store(metadata={"a": "x\ud800"}), "metadata.a is not valid Unicode"),
+    (m.StoreRequest, store(metadata={"a\x00": 1}), "a key of metadata contains the control character U+0000"),
+    (m.StoreRequest, store(metadata={"a": "bell\x07"}), "metadata.a contains the control character U+0007"),
+    (m.StoreRequest, store(metadata=deep(33)), "nested more than 32 levels deep"),
+    (m.StoreRequest, store(metadata=deep(400)), "nested more than 32 levels deep"),
+    (m.StoreRequest, store(metadata={"t": (1, 2)}), "metadata.t holds a tuple, which is not a JSON value"),
+    (m.StoreRequest, store(content="nul\x00"), "content: the text contains the control character U+0000"),
+    (m.StoreRequest, store(content="esc\x1b[31m"), "U+001B"),
+    (m.StoreRequest, store(tags=["two\nlines"]), "tags.0: the tag contains the control character U+000A"),
+    (m.StoreRequest, store(session="s" * 201), "session: String should have at most 200"),
+    (m.StoreRequest, store(id="x" * 5000), "is not a memory id"),
+    (m.UpdateRequest, {"memory_id": ID, "updates": {"metadata": {"n": 2**70}}}, "updates.metadata: metadata.n"),
+    (m.UpdateRequest, {"memory_id": ID, "updates": {"importance": "0.5"}}, "updates.importance"),
+    (m.DeleteRequest, {"memory_ids": []}, "memory_ids: List should have at least 1 item"),
+    (m.StatsRequest, {"verbose": True}, "verbose: Extra inputs are not permitted"),
+]
+
+
+@pytest.mark.parametrize(("model", "args", "needle"), BAD, ids=[f"{b[0].__name__}-{i}" for i, b in enumerate(BAD)])
+def test_bad_requests_are_invalid_arguments_with_readable_messages(model: type[m._Req], args: dict[str, Any],
+                                                                   needle: str) -> None:
+    with pytest.raises(InvalidArgument) as e:
+        m.parse(model, args)
+    assert needle in e.value.message
+    assert len(e.value.message) < 1000
+
+
+def test_good_requests_still_parse() -> None:
+    req = m.parse(m.StoreRequest, store(content="tab\there\nnewline ✓ 🚀", importance=1, tags=["naïve"],
+                                        metadata={"n": 2**63 - 1, "neg": -(2**63), "f": 1.5},
+                                        context=deep(31), session="cli-1"))
+    assert req.importance == 1.0 and req.metadata["n"] == 2**63 - 1
+    assert m.parse(m.ListRequest, {"offset": 10**9}).offset == 10**9
+    assert m.parse(m.StatsRequest, {}) is not None
+
+
+def test_stats_refuses_unknown_arguments_in_the_service(home: Path) -> None:
+    svc = MemoryService(load_settings(home), lambda: pytest.fail("stats must not open the engine"), None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="verbose"):
+        svc.execute("stats", {"verbose": True})
+
+
+def test_an_unexpected_engine_error_is_a_readable_tool_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection (a crashing engine cannot be produced on demand): the owner's list operation
+    raises a RuntimeError; the tool answers with its kind and message, not the SDK's bare
+    "Error executing tool list_memories"."""
+
+    def broken(self: MemoryService, args: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("engine fell over")
+
+    monkeypatch.setattr(MemoryService, "op_list", broken)
+    coordinator = Coordinator(load_settings(home))
+    try:
+        server = build_server(load_settings(home), coordinator)
+        with pytest.raises(ToolError) as e:
+            anyio.run(server.call_tool, "list_memories", {})
+        assert not isinstance(e.value, UnexpectedToolError)
+        assert "internal error (RuntimeError): engine fell over" in str(e.value)
+    finally:
+        coordinator.close()
+
+
+def test_huge_offset_gets_the_same_readable_error_from_owner_and_peer(home: Path) -> None:
+    """Before: the owner answered an empty page, a forwarding peer "Error executing tool list_memories"
+    (orjson cannot encode 2**64 on the owner's socket)."""
+
+    async def main() -> None:
+        async with open_sessions(home, 2) as sessions:
+            await sessions[0].call("memory_stats")
+            index, owner = await owner_session(sessions)
+            peer = sessions[1 - index]
+            messages = []
+            for s in (owner, peer):
+                with pytest.raises(ToolCallError) as e:
+                    await s.call("list_memories", {"offset": 2**64})
+                messages.append(e.value.message)
+            assert messages[0] == messages[1]
+            assert "offset: Input should be less than or equal to 1000000000" in messages[0]
+            assert (await peer.call("list_memories", {"offset": 10**9}))["memories"] == []
+
+    run_async(main)
