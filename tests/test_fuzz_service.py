@@ -81,6 +81,8 @@ def check_accepted(svc: MemoryService, op: str, args: dict[str, Any], res: dict[
     elif op == "update":
         mid = res["id"]
         changed = {k: v for k, v in args["updates"].items() if v is not None}
+        if "importance" in changed:  # kept to 6 decimals (see clarity.memory.model.Importance)
+            changed["importance"] = round(changed["importance"], 6)
         assert sorted(changed) == res["updated_fields"]
         assert all(after[mid][k] == v for k, v in changed.items())
         assert {k: v for k, v in after.items() if k != mid} == {k: v for k, v in before.items() if k != mid}

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from clarity.engines.base import EngineLocked, Filter, Point
 from clarity.engines.group_commit import Flusher, GroupCommit
 
@@ -75,8 +77,33 @@ def _dense(vec: Any) -> list[float] | None:
     return list(vec)
 
 
+# Free-form JSON payload fields are stored as JSON text: Edge parses payload floats without exact
+# round-tripping (about 1 random float in 9 came back one ulp off), and a memory's metadata must come
+# back exactly as it was stored. Nothing filters on these fields, so nothing is lost by that.
+OPAQUE_KEYS = ("metadata", "context")
+
+
+def _to_edge_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    out = dict(payload)
+    for key in OPAQUE_KEYS:
+        if key in out and not isinstance(out[key], str):
+            out[key] = orjson.dumps(out[key]).decode()
+    return out
+
+
+def _from_edge_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    for key in OPAQUE_KEYS:
+        value = payload.get(key)
+        if isinstance(value, str):
+            try:
+                payload[key] = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                pass  # not written by this engine: leave it as stored
+    return payload
+
+
 def _point(rec: Any, with_vectors: bool = False, score: float | None = None) -> Point:
-    return Point(id=str(rec.id), payload=dict(rec.payload or {}),
+    return Point(id=str(rec.id), payload=_from_edge_payload(dict(rec.payload or {})),
                  vector=_dense(rec.vector) if with_vectors else None, score=score)
 
 
@@ -178,7 +205,7 @@ class EdgeEngine:
 
         if not points:
             return
-        edge_points = [q.Point(p.id, {DENSE: list(p.vector or [])}, p.payload) for p in points]
+        edge_points = [q.Point(p.id, {DENSE: list(p.vector or [])}, _to_edge_payload(p.payload)) for p in points]
         with self._lock:
             self._s().update(q.UpdateOperation.upsert_points(edge_points))
         self._written()

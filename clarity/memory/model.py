@@ -36,6 +36,9 @@ MAX_OFFSET = 1_000_000_000
 MAX_TEXT_CHARS = 16 * 1024 * 1024  # a hard cap before any byte count; the configured limit is lower
 MAX_SESSION_CHARS = 200
 
+# importance is kept to 6 decimals: the engine stores payload floats exactly only at that precision
+Importance = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(lambda v: round(v, 6))]
+
 MemoryType = Annotated[
     str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$"),
 ]
@@ -96,7 +99,7 @@ class MemoryFields(_Req):
 
     content: Text | None = None
     memory_type: MemoryType | None = None
-    importance: float | None = Field(default=None, ge=0.0, le=1.0)
+    importance: Importance | None = None
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     metadata: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
@@ -108,7 +111,7 @@ class StoreRequest(_Req):
     id: str
     content: Text
     memory_type: MemoryType = "note"
-    importance: float = Field(default=0.5, ge=0.0, le=1.0)
+    importance: Importance = 0.5
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     metadata: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
