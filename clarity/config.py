@@ -7,7 +7,8 @@ Environment variables (each overrides the config key named beside it):
 
 | variable                          | config key                      |
 |-----------------------------------|---------------------------------|
-| CLARITY_HOME                      | (where `<home>` is)             |
+| CLARITY_HOME                      | (where `<home>` is: see clarity.project) |
+| CLARITY_SHARE_WORKTREES           | project.share_worktrees (read from the main checkout's store) |
 | CLARITY_EMBEDDING_MODEL           | embedding.model                 |
 | CLARITY_EMBEDDING_BATCH_SIZE      | embedding.batch_size            |
 | CLARITY_MAX_CONTENT_BYTES         | memory.max_content_bytes        |
@@ -32,6 +33,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clarity.errors import ConfigError
+from clarity.project import choose_home
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -61,6 +63,11 @@ class CoordinationSettings(_Section):
     max_frame_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
 
+class ProjectSettings(_Section):
+    # read by clarity.project from the MAIN checkout's config.json before `<home>` is known
+    share_worktrees: bool = True
+
+
 class Settings(_Section):
     """Everything configurable. `home` is not stored in config.json; it says where config.json is."""
 
@@ -69,6 +76,7 @@ class Settings(_Section):
     embedding: EmbeddingSettings = EmbeddingSettings()
     memory: MemorySettings = MemorySettings()
     coordination: CoordinationSettings = CoordinationSettings()
+    project: ProjectSettings = ProjectSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
@@ -104,21 +112,19 @@ _ENV: dict[str, tuple[str, str]] = {
     "CLARITY_HANDOFF_QUANTUM_S": ("coordination", "handoff_quantum_s"),
     "CLARITY_MAX_FRAME_BYTES": ("coordination", "max_frame_bytes"),
     "CLARITY_LOG_LEVEL": ("", "log_level"),
+    "CLARITY_SHARE_WORKTREES": ("project", "share_worktrees"),
 }
 
 
 def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """`--home`, else CLARITY_HOME, else ./.claude/alunai-clarity; made absolute, symlinks followed."""
-    raw = explicit or os.environ.get("CLARITY_HOME") or Path.cwd() / ".claude" / "alunai-clarity"
-    return Path(raw).expanduser().resolve()
+    """`--home`, else CLARITY_HOME, else the project's store (see `clarity.project.choose_home`);
+    absolute, symlinks followed."""
+    return choose_home(explicit).path
 
 
 def _home_source(explicit: str | os.PathLike[str] | None) -> str:
-    if explicit:
-        return "--home"
-    if os.environ.get("CLARITY_HOME"):
-        return "CLARITY_HOME"
-    return "./.claude/alunai-clarity in the current directory"
+    """Which store and why, as a sentence (see `clarity.project.choose_home`)."""
+    return choose_home(explicit).source
 
 
 def _describe(err: ValidationError, source: str) -> str:
