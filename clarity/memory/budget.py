@@ -23,6 +23,8 @@ from typing import Any
 import pydantic_core
 from pydantic import BaseModel, Field
 
+from clarity.memory.model import ListResult, Memory, RetrieveResult
+
 DEFAULT_MAX_CHARS = 20_000
 MIN_MAX_CHARS = 1_000
 MAX_MAX_CHARS = 100_000
@@ -49,7 +51,7 @@ def _cut(text: str, keep: int, memory_id: str, start: int = 0) -> str:
     return text[:keep] + marker(memory_id, start + keep, start + len(text))
 
 
-def _water_fill(lengths: list[int], room: int) -> list[int]:
+def water_fill(lengths: list[int], room: int) -> list[int]:
     """Shares of `room` for contents of these lengths: short ones whole, the rest an equal share."""
     shares = [0] * len(lengths)
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -112,7 +114,7 @@ def fit_memories(result: dict[str, Any], max_chars: int, key: str = "memories") 
     base = measure(out)
     room = max_chars - base
     for _ in range(8):  # shrink until the measured answer fits (JSON escaping makes text grow)
-        shares = _water_fill([len(c) for c in contents], room)
+        shares = water_fill([len(c) for c in contents], room)
         for m, c, s in zip(mems, contents, shares, strict=True):
             if m.get("content") is not None:
                 m["content"] = c if s >= len(c) else _cut(c, max(s - len(marker(m["id"], len(c), len(c))), 0),
@@ -159,3 +161,20 @@ class Sized(BaseModel):
     trimmed: list[str] = Field(default_factory=list,
                                description="ids whose content was cut; get_memory returns the rest")
     omitted: int = Field(default=0, description="matching memories left out to fit max_chars")
+
+
+class SizedRetrieveResult(RetrieveResult, Sized):
+    """retrieve_memory's answer, fitted to max_chars."""
+
+
+class SizedListResult(ListResult, Sized):
+    """list_memories' answer, fitted to max_chars; `omitted` memories come next at offset+len(memories)."""
+
+
+class MemoryPage(Memory):
+    """get_memory's answer: one memory, its content from `content_offset`, fitted to max_chars."""
+
+    content_offset: int = Field(default=0, description="where the content shown starts")
+    content_chars: int = Field(default=0, description="length of the whole content")
+    next_offset: int | None = Field(default=None, description="pass as offset to read on; null when "
+                                                              "the content shown runs to the end")
