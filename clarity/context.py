@@ -25,7 +25,7 @@ HALF_LIFE_DAYS = 14.0
 SCAN_LIMIT = 5000
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
-# Claude Code adds a SessionStart hook's output to the context up to 10,000 characters
+# about 2,000 tokens: what a SessionStart hook prints goes into every session's context
 DEFAULT_CONTEXT_CHARS = 8000
 _PAGE = 1000
 
