@@ -14,12 +14,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from mcp.client.stdio import StdioServerParameters
 
 from clarity.config import load_settings
 from clarity.errors import ConfigError
 from clarity.project import choose_home, find_checkout
 from clarity.session_client import SessionClient
-from mcp.client.stdio import StdioServerParameters
 from tests.conftest import run_async
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git binary to make repositories")
