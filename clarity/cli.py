@@ -1,4 +1,4 @@
-"""clarity serve | status | store | search | list | stats | export | import | backup | restore | doctor | demo
+"""clarity serve | status | store | search | list | context | stats | export | import | backup | restore | doctor | demo
 
 `serve` is the stdio MCP server; stdout is its MCP channel, so logs go to stderr and the log file.
 The other commands are for people at a terminal; they run through the same coordinator as the
@@ -21,6 +21,7 @@ import orjson
 from clarity import __version__
 from clarity.config import Settings, load_settings
 from clarity.errors import ClarityError
+from clarity.memory.budget import DEFAULT_MAX_CHARS, MAX_MAX_CHARS, MIN_MAX_CHARS, fit_memories
 from clarity.memory.model import new_id
 
 
@@ -117,19 +118,58 @@ def cmd_store(settings: Settings, a: argparse.Namespace) -> int:
     return 0
 
 
+def _trimmed_note(res: dict[str, Any]) -> str:
+    parts = []
+    if res["trimmed"]:
+        parts.append(f"{len(res['trimmed'])} contents cut to fit --max-chars {res['max_chars']}")
+    if res["omitted"]:
+        parts.append(f"{res['omitted']} memories left out to fit --max-chars {res['max_chars']}")
+    return ("\n(" + "; ".join(parts) + ")") if parts else ""
+
+
+def _check_max_chars(n: int) -> int:
+    if not MIN_MAX_CHARS <= n <= MAX_MAX_CHARS:
+        raise ClarityError(f"--max-chars must be {MIN_MAX_CHARS}..{MAX_MAX_CHARS}, not {n}")
+    return n
+
+
 def cmd_search(settings: Settings, a: argparse.Namespace) -> int:
     args: dict[str, Any] = {"query": a.query, "limit": a.limit}
     if a.min_similarity is not None:
         args["min_similarity"] = a.min_similarity
-    res = _with_coordinator(settings, "retrieve", args)
-    text = "\n".join(_fmt_memory(x) for x in res["memories"]) or "no memory matches"
+    _check_max_chars(a.max_chars)
+    res = fit_memories(_with_coordinator(settings, "retrieve", args), a.max_chars)
+    text = ("\n".join(_fmt_memory(x) for x in res["memories"]) or "no memory matches") + _trimmed_note(res)
     _out(res, a.json, text)
     return 0
 
 
 def cmd_list(settings: Settings, a: argparse.Namespace) -> int:
+    _check_max_chars(a.max_chars)
     res = _with_coordinator(settings, "list", {"limit": a.limit, "offset": a.offset, "include_content": True})
-    text = f"{res['total']} memories\n" + "\n".join(_fmt_memory(x) for x in res["memories"])
+    res = fit_memories(res, a.max_chars)
+    text = f"{res['total']} memories\n" + "\n".join(_fmt_memory(x) for x in res["memories"]) + _trimmed_note(res)
+    _out(res, a.json, text)
+    return 0
+
+
+def cmd_context(settings: Settings, a: argparse.Namespace) -> int:
+    """The project's most useful memories as text for an agent (a SessionStart hook prints this)."""
+    from clarity.context import MAX_LIMIT, gather, render
+    from clarity.coordination.coordinator import Coordinator
+
+    if not 1 <= a.limit <= MAX_LIMIT:
+        raise ClarityError(f"--limit must be 1..{MAX_LIMIT}, not {a.limit}")
+    if a.max_chars < 200:
+        raise ClarityError(f"--max-chars must be at least 200, not {a.max_chars}")
+    coordinator = Coordinator(settings)
+    try:
+        mems, total = gather(coordinator.call, a.limit)
+    finally:
+        coordinator.close()
+    text = render(mems, total, a.max_chars, str(settings.home))
+    res = {"home": str(settings.home), "home_source": settings.home_source, "total": total,
+           "memories": mems, "text": text}
     _out(res, a.json, text)
     return 0
 
@@ -210,6 +250,8 @@ def cmd_restore(settings: Settings, a: argparse.Namespace) -> int:
 def _status_text(st: dict[str, Any]) -> str:
     o = st["owner"]
     lines = [f"mode {st['mode']}, home {st['home']}"]
+    if st.get("home_source"):
+        lines.append(f"store chosen by: {st['home_source']}")
     if o is None:
         lines.append("owner: none (nobody holds the lease)")
     else:
@@ -250,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--home", help="store folder (default: $CLARITY_HOME or ./.claude/alunai-clarity)")
+        sp.add_argument("--home", help="store folder (default: $CLARITY_HOME, else .claude/alunai-clarity "
+                                       "in the project's git main checkout or the current directory)")
         sp.add_argument("--json", action="store_true", help="print JSON")
         return sp
 
@@ -265,9 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("query")
     sp.add_argument("--limit", type=int, default=5)
     sp.add_argument("--min-similarity", type=float)
+    sp.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="fit the answer into this size")
     sp = add("list", "list memories, newest first")
     sp.add_argument("--limit", type=int, default=20)
     sp.add_argument("--offset", type=int, default=0)
+    sp.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="fit the answer into this size")
+    sp = add("context", "the project's most useful memories, as text for an agent's session start")
+    sp.add_argument("--limit", type=int, default=10, help="how many memories (1-100)")
+    sp.add_argument("--max-chars", type=int, default=8000, help="size of the text (default 8000)")
     add("stats", "totals by type, engine, model, storage size")
     sp = add("export", "write every memory to a JSON file")
     sp.add_argument("file", nargs="?")
@@ -286,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "serve": cmd_serve, "status": cmd_status, "store": cmd_store, "search": cmd_search, "list": cmd_list,
+    "context": cmd_context,
     "stats": cmd_stats, "export": cmd_export, "import": cmd_import, "doctor": cmd_doctor,
     "backup": cmd_backup, "restore": cmd_restore,
 }

@@ -7,7 +7,8 @@ Environment variables (each overrides the config key named beside it):
 
 | variable                          | config key                      |
 |-----------------------------------|---------------------------------|
-| CLARITY_HOME                      | (where `<home>` is)             |
+| CLARITY_HOME                      | (where `<home>` is: see clarity.project) |
+| CLARITY_SHARE_WORKTREES           | project.share_worktrees (read from the main checkout's store) |
 | CLARITY_EMBEDDING_MODEL           | embedding.model                 |
 | CLARITY_EMBEDDING_BATCH_SIZE      | embedding.batch_size            |
 | CLARITY_MAX_CONTENT_BYTES         | memory.max_content_bytes        |
@@ -37,6 +38,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clarity.errors import ConfigError
+from clarity.project import choose_home
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -80,6 +82,11 @@ class EngineSettings(_Section):
     flush_interval_s: float = Field(default=1.0, ge=0, le=3600)
 
 
+class ProjectSettings(_Section):
+    # read by clarity.project from the MAIN checkout's config.json before `<home>` is known
+    share_worktrees: bool = True
+
+
 class Settings(_Section):
     """Everything configurable. `home` is not stored in config.json; it says where config.json is."""
 
@@ -89,6 +96,7 @@ class Settings(_Section):
     memory: MemorySettings = MemorySettings()
     coordination: CoordinationSettings = CoordinationSettings()
     engine: EngineSettings = EngineSettings()
+    project: ProjectSettings = ProjectSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
@@ -129,21 +137,21 @@ _ENV: dict[str, tuple[str, str]] = {
     "CLARITY_QDRANT_API_KEY": ("engine", "api_key"),
     "CLARITY_QDRANT_COLLECTION": ("engine", "collection"),
     "CLARITY_FLUSH_INTERVAL_S": ("engine", "flush_interval_s"),
+
+
+    "CLARITY_SHARE_WORKTREES": ("project", "share_worktrees"),
 }
 
 
 def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """`--home`, else CLARITY_HOME, else ./.claude/alunai-clarity; made absolute, symlinks followed."""
-    raw = explicit or os.environ.get("CLARITY_HOME") or Path.cwd() / ".claude" / "alunai-clarity"
-    return Path(raw).expanduser().resolve()
+    """`--home`, else CLARITY_HOME, else the project's store (see `clarity.project.choose_home`);
+    absolute, symlinks followed."""
+    return choose_home(explicit).path
 
 
 def _home_source(explicit: str | os.PathLike[str] | None) -> str:
-    if explicit:
-        return "--home"
-    if os.environ.get("CLARITY_HOME"):
-        return "CLARITY_HOME"
-    return "./.claude/alunai-clarity in the current directory"
+    """Which store and why, as a sentence (see `clarity.project.choose_home`)."""
+    return choose_home(explicit).source
 
 
 def _describe(err: ValidationError, source: str) -> str:

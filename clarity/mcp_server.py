@@ -19,14 +19,27 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from clarity import __version__
 from clarity.config import Settings
+from clarity.context import DEFAULT_CONTEXT_CHARS, DEFAULT_LIMIT, context_text
+from clarity.context import MAX_LIMIT as MAX_CONTEXT_LIMIT
 from clarity.coordination.coordinator import Coordinator
 from clarity.errors import ClarityError
 from clarity.memory import model as m
+from clarity.memory.budget import (
+    DEFAULT_MAX_CHARS,
+    MAX_MAX_CHARS,
+    MIN_MAX_CHARS,
+    MemoryPage,
+    SizedListResult,
+    SizedRetrieveResult,
+    fit_memories,
+    page_memory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +67,37 @@ def readable_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     return tool
 
-INSTRUCTIONS = (
-    "Project memory shared by every agent session on this project. Store decisions, facts, preferences "
-    "and notes with store_memory; find them by meaning with retrieve_memory."
-)
+INSTRUCTIONS = """\
+Clarity is this project's long-term memory, shared by every agent session on the project (and by
+its linked git worktrees). What you store now, later sessions find.
+
+When to search (retrieve_memory): before you decide something, at the start of a task, and whenever
+the user refers to earlier work, a convention, a name or an error you do not know. Search with the
+words or identifiers you would expect in the memory. Read the resource clarity://context (or run the
+review_memories prompt) for the project's most important recent memories.
+
+When to store (store_memory): a decision and its reason, a fact about the code or its environment
+that took effort to find, a user preference or convention, a fix for a recurring error. One idea per
+memory, self-contained (name files, symbols and versions), with a memory_type (decision, fact,
+preference, code, note, ...) and an importance (0.8+ only for what every session should know). Do
+not store secrets, whole files, or what the repository already says. When a memory is wrong or
+outdated, correct it with update_memory or remove it with delete_memory.
+
+Answers are fitted to max_chars (20,000 characters by default): a long content ends with a marker
+naming get_memory and the offset to read on from.
+"""
+
+_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                        open_world_hint=False)
+MaxChars = Annotated[int, Field(ge=MIN_MAX_CHARS, le=MAX_MAX_CHARS,
+                                description="fit the answer into this many characters of JSON; long "
+                                            "contents are cut with a marker (get_memory reads on)")]
+
+
+def _fit_echo(res: dict[str, Any]) -> dict[str, Any]:
+    """store and update echo the memory: cut its content to the default budget (the caller has it)."""
+    mem = page_memory(res["memory"], DEFAULT_MAX_CHARS - 1000)
+    return {**res, "memory": {k: v for k, v in mem.items() if k in m.Memory.model_fields}}
 
 
 def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
@@ -73,7 +113,10 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
 
     @server.tool(description="Store a memory (decision, fact, preference, note, code, ...) for every "
                              "session of this project. Storing the same content with the same type again "
-                             "returns the existing memory as duplicate_of.")
+                             "returns the existing memory as duplicate_of.",
+                 annotations=ToolAnnotations(title="Store a memory", read_only_hint=False,
+                                             destructive_hint=False, idempotent_hint=True,
+                                             open_world_hint=False))
     @readable_errors
     async def store_memory(
         content: Annotated[str, Field(description="the text to remember")],
@@ -90,10 +133,12 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
             "id": m.new_id(), "content": content, "memory_type": memory_type, "importance": importance,
             "tags": tags or [], "metadata": metadata or {}, "context": context or {}, "session": session,
         })
-        return m.StoreResult.model_validate(await run("store", args))
+        return m.StoreResult.model_validate(_fit_echo(await run("store", args)))
 
     @server.tool(description="Find memories by meaning (semantic search), best first, with similarity "
-                             "scores. Memories below min_similarity are left out.")
+                             "scores. Memories below min_similarity are left out. The answer fits "
+                             "max_chars: long contents are cut with a marker (get_memory reads on).",
+                 annotations=_READ.model_copy(update={"title": "Search memories"}))
     @readable_errors
     async def retrieve_memory(
         query: Annotated[str, Field(description="what you are looking for, in your own words")],
@@ -103,14 +148,19 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         min_similarity: Annotated[float | None, Field(description="cosine similarity threshold, -1..1; "
                                                                   "default from the config")] = None,
         include_metadata: Annotated[bool, Field(description="also return metadata and context")] = False,
-    ) -> m.RetrieveResult:
+        max_chars: MaxChars = DEFAULT_MAX_CHARS,
+    ) -> SizedRetrieveResult:
         args = check(m.RetrieveRequest, {"query": query, "limit": limit, "types": types, "tags": tags,
                                          "min_similarity": min_similarity,
                                          "include_metadata": include_metadata})
         m.check_content(query, settings.memory.max_content_bytes, field="query")
-        return m.RetrieveResult.model_validate(await run("retrieve", args))
+        res = m.RetrieveResult.model_validate(await run("retrieve", args)).model_dump(mode="json")
+        return SizedRetrieveResult.model_validate(fit_memories(res, max_chars))
 
-    @server.tool(description="List memories, newest first, optionally filtered by type and tags.")
+    @server.tool(description="List memories, newest first, optionally filtered by type and tags. The "
+                             "answer fits max_chars: memories that do not fit are counted in omitted "
+                             "(read on with offset), long contents are cut with a marker.",
+                 annotations=_READ.model_copy(update={"title": "List memories"}))
     @readable_errors
     async def list_memories(
         types: Annotated[list[str] | None, Field(description="only these memory types")] = None,
@@ -119,18 +169,34 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         offset: Annotated[int, Field(description="skip this many")] = 0,
         include_content: Annotated[bool, Field(description="also return content, metadata, context")]
         = False,
-    ) -> m.ListResult:
+        max_chars: MaxChars = DEFAULT_MAX_CHARS,
+    ) -> SizedListResult:
         args = check(m.ListRequest, {"types": types, "tags": tags, "limit": limit, "offset": offset,
                                      "include_content": include_content})
-        return m.ListResult.model_validate(await run("list", args))
+        res = m.ListResult.model_validate(await run("list", args)).model_dump(mode="json")
+        return SizedListResult.model_validate(fit_memories(res, max_chars))
 
-    @server.tool(description="Get one memory by id, with its content, metadata and context.")
+    @server.tool(description="Get one memory by id, with its content, metadata and context. A content "
+                             "longer than max_chars allows is shown from offset in pieces: pass "
+                             "next_offset as offset to read on.",
+                 annotations=_READ.model_copy(update={"title": "Get a memory"}))
     @readable_errors
-    async def get_memory(memory_id: Annotated[str, Field(description="the memory's id")]) -> m.Memory:
-        return m.Memory.model_validate(await run("get", check(m.GetRequest, {"memory_id": memory_id})))
+    async def get_memory(
+        memory_id: Annotated[str, Field(description="the memory's id")],
+        offset: Annotated[int, Field(ge=0, description="show the content from this character on")] = 0,
+        max_chars: MaxChars = DEFAULT_MAX_CHARS,
+    ) -> MemoryPage:
+        mem = m.Memory.model_validate(await run("get", check(m.GetRequest, {"memory_id": memory_id})))
+        size = len(mem.content or "")
+        if offset > size:
+            raise ToolError(f"offset {offset} is past the end of the content ({size} characters)")
+        return MemoryPage.model_validate(page_memory(mem.model_dump(mode="json"), max_chars, offset))
 
     @server.tool(description="Change fields of a memory: content (re-embedded), memory_type, importance, "
-                             "tags, metadata, context.")
+                             "tags, metadata, context. The old values are overwritten.",
+                 annotations=ToolAnnotations(title="Update a memory", read_only_hint=False,
+                                             destructive_hint=True, idempotent_hint=True,
+                                             open_world_hint=False))
     @readable_errors
     async def update_memory(
         memory_id: Annotated[str, Field(description="the memory's id")],
@@ -140,9 +206,12 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         content = (updates or {}).get("content")
         if isinstance(content, str):
             m.check_content(content, settings.memory.max_content_bytes)
-        return m.UpdateResult.model_validate(await run("update", args))
+        return m.UpdateResult.model_validate(_fit_echo(await run("update", args)))
 
-    @server.tool(description="Delete memories by id. Ids that do not exist are reported in not_found.")
+    @server.tool(description="Delete memories by id. Ids that do not exist are reported in not_found.",
+                 annotations=ToolAnnotations(title="Delete memories", read_only_hint=False,
+                                             destructive_hint=True, idempotent_hint=True,
+                                             open_world_hint=False))
     @readable_errors
     async def delete_memory(
         memory_ids: Annotated[list[str], Field(description="ids of the memories to delete")],
@@ -150,18 +219,59 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         args = check(m.DeleteRequest, {"memory_ids": memory_ids})
         return m.DeleteResult.model_validate(await run("delete", args))
 
-    @server.tool(description="Totals by memory type, the engine, the embedding model and storage size.")
+    @server.tool(description="Totals by memory type, the engine, the embedding model and storage size.",
+                 annotations=_READ.model_copy(update={"title": "Memory statistics"}))
     @readable_errors
     async def memory_stats() -> m.StatsResult:
         return m.StatsResult.model_validate(await run("stats", {}))
 
     @server.tool(description="Who owns the shared store now (pid, epoch, heartbeat, state), who waits, "
-                             "and this session's role. Never takes the lease.")
+                             "and this session's role. Never takes the lease.",
+                 annotations=_READ.model_copy(update={"title": "Coordination status"}))
     @readable_errors
     async def coordination_status() -> dict[str, Any]:
         return await anyio.to_thread.run_sync(coordinator.status)
 
+    add_context(server, settings, coordinator)
     return server
+
+
+REVIEW_PROMPT = """\
+Below are this project's most important recent memories from Clarity, the memory every agent session
+on the project shares. Review them before you start:
+1. Take them into account in this session; say which ones matter for the task at hand.
+2. If one is wrong, outdated or contradicted by the code, correct it with update_memory, or remove it
+   with delete_memory (say which and why).
+3. If something important about the project is missing, propose a memory to store.
+
+{context}"""
+
+
+def add_context(server: MCPServer, settings: Settings, coordinator: Coordinator) -> None:
+    """The resource `clarity://context` (the project's most useful memories, ranked as
+    `clarity context` ranks them) and the prompt `review_memories` that asks the agent to review them."""
+
+    async def text(limit: int) -> str:
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: context_text(coordinator.call, limit, DEFAULT_CONTEXT_CHARS, str(settings.home)))
+        except ClarityError as e:
+            raise ResourceError(e.message) from None
+
+    @server.resource("clarity://context", name="project-memories", title="Project memories",
+                     description="The project's most useful memories (importance and recency), as text an "
+                                 "agent reads at session start; the same as `clarity context`.",
+                     mime_type="text/markdown")
+    async def project_memories() -> str:
+        return await text(DEFAULT_LIMIT)
+
+    @server.prompt(name="review_memories", title="Review project memories",
+                   description="Show the project's most important recent memories and ask the agent to "
+                               "review them: use them, correct what is outdated, propose what is missing.")
+    async def review_memories(limit: int = DEFAULT_LIMIT) -> str:
+        if not 1 <= limit <= MAX_CONTEXT_LIMIT:
+            raise ValueError(f"limit must be 1..{MAX_CONTEXT_LIMIT}")
+        return REVIEW_PROMPT.format(context=await text(limit))
 
 
 async def serve(settings: Settings) -> None:

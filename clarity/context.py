@@ -1,0 +1,110 @@
+"""The project's most useful memories, as text an agent reads at session start (`clarity context`,
+the MCP resource `clarity://context` and the `review_memories` prompt all use this).
+
+Ranking: score = 0.6 * importance + 0.4 * 0.5 ** (age_days / 14), where age is counted from the
+memory's last update (`updated_at`, else `created_at`). So a critical memory (importance 1) never
+scores below 0.6, a fresh ordinary note (0.5) scores 0.7 and falls to 0.5 after two weeks and to 0.35
+after two months; ties go to the newer memory. Only the newest `SCAN_LIMIT` memories are considered
+(older ones are reached by search), and only the top `limit` are fetched whole.
+
+Everything goes through `call(op, args)`, i.e. `Coordinator.call`: the `list` op (without contents)
+to rank, then `get` for each memory shown. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from clarity.errors import NotFound
+from clarity.memory.budget import water_fill
+
+IMPORTANCE_WEIGHT = 0.6
+HALF_LIFE_DAYS = 14.0
+SCAN_LIMIT = 5000
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+# about 2,000 tokens: what a SessionStart hook prints goes into every session's context
+DEFAULT_CONTEXT_CHARS = 8000
+_PAGE = 1000
+
+Call = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def _when(mem: dict[str, Any]) -> datetime | None:
+    raw = mem.get("updated_at") or mem.get("created_at") or ""
+    try:
+        t = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def score(mem: dict[str, Any], now: datetime) -> float:
+    """The ranking score in the module docstring; a memory without a readable time counts as old."""
+    t = _when(mem)
+    age_days = max((now - t).total_seconds() / 86400, 0.0) if t else float("inf")
+    recency = 0.5 ** (age_days / HALF_LIFE_DAYS)
+    return IMPORTANCE_WEIGHT * float(mem.get("importance", 0.5)) + (1 - IMPORTANCE_WEIGHT) * recency
+
+
+def rank(mems: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Best first; equal scores newest first."""
+    return sorted(mems, key=lambda m: (score(m, now), m.get("updated_at") or m.get("created_at") or ""),
+                  reverse=True)
+
+
+def gather(call: Call, limit: int = DEFAULT_LIMIT, now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
+    """(the top `limit` memories whole, with `score`, best first; how many the store holds)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be 1..{MAX_LIMIT}, not {limit}")
+    now = now or datetime.now(UTC)
+    seen: list[dict[str, Any]] = []
+    total = 0
+    while len(seen) < SCAN_LIMIT:
+        page = call("list", {"limit": min(_PAGE, SCAN_LIMIT - len(seen)), "offset": len(seen)})
+        total = int(page["total"])
+        seen.extend(page["memories"])
+        if not page["memories"] or len(seen) >= total:
+            break
+    out = []
+    for head in rank(seen, now)[:limit]:
+        try:
+            mem = call("get", {"memory_id": head["id"]})
+        except NotFound:  # deleted between list and get
+            continue
+        mem["score"] = round(score(mem, now), 4)
+        out.append(mem)
+    return out, total
+
+
+def render(mems: list[dict[str, Any]], total: int, max_chars: int = DEFAULT_CONTEXT_CHARS,
+           home: str = "") -> str:
+    """Markdown of `mems` in at most about `max_chars` characters; long contents cut with a marker."""
+    where = f" in {home}" if home else ""
+    if not mems:
+        return (f"# Project memory (Clarity)\nNo memories stored yet{where}. Store decisions, facts and "
+                "preferences worth keeping with store_memory.\n")
+    head = (f"# Project memory (Clarity)\nThe {len(mems)} most useful of {total} memories{where}, ranked by "
+            "importance and recency. Find more with retrieve_memory; read one whole with get_memory.\n\n")
+    lines = []
+    for m in mems:
+        day = (m.get("updated_at") or m.get("created_at") or "")[:10]
+        tags = f", tags {','.join(m['tags'])}" if m.get("tags") else ""
+        lines.append((f"- [{m['memory_type']}] importance {m['importance']}, {day}{tags} (id {m['id']}): ",
+                      " ".join((m.get("content") or "").split())))
+    room = max_chars - len(head) - sum(len(prefix) + 1 for prefix, _ in lines)
+    shares = water_fill([len(body) for _, body in lines], room)
+    out = [head]
+    for (prefix, body), share in zip(lines, shares, strict=True):
+        if share < len(body):
+            body = body[:max(share - 40, 0)].rstrip() + " [... cut; get_memory for the rest]"
+        out.append(prefix + body + "\n")
+    return "".join(out)
+
+
+def context_text(call: Call, limit: int = DEFAULT_LIMIT, max_chars: int = DEFAULT_CONTEXT_CHARS,
+                 home: str = "") -> str:
+    mems, total = gather(call, limit)
+    return render(mems, total, max_chars, home)
