@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from clarity.coordination.peers import OwnerGone, OwnerServer, OwnerTimeout, PeerClient, socket_path_for
+from clarity.coordination.owner_server import OwnerServer, socket_path_for
+from clarity.coordination.peer_client import OwnerGone, OwnerTimeout, PeerClient
 from clarity.errors import CoordinationTimeout, InvalidArgument, ProtocolError
 
 
-def handler(op: str, args: dict[str, Any]) -> dict[str, Any]:
+def handler(op: str, args: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
     if op == "echo":
         return {"echo": args}
     if op == "bad":
