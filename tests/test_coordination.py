@@ -220,7 +220,6 @@ def test_leftovers_of_dead_processes_are_cleaned(home: Path) -> None:
     s = load_settings(home)
     coord = s.coordination_dir
     # a waiter ticket of a process that died (its lock is free), a record and a socket of a dead owner
-    lease = Lease(coord)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (coord / "waiters" / f"{'0' * 20}-{dead.stdout.strip()}-deadbeef.json").write_text('{"pid": 1}')
     (coord / "lease.json").write_text(orjson.dumps({"pid": int(dead.stdout), "epoch": 41}).decode())

@@ -101,7 +101,9 @@ class Lease:
         self.ensure_dirs()
         lease = fs.OfdLock(self.lock_path)
         if not lease.try_lock(exclusive=True):
-            self.refused_by = "lease held by another process"
+            self.refused_by = ("maintenance in progress (records.lock is held exclusively)"
+                               if fs.probe(self.records_path) is fs.LockState.EXCLUSIVE
+                               else "lease held by another process")
             return False
         records = fs.OfdLock(self.records_path)
         if not records.try_lock(exclusive=False):

@@ -77,9 +77,9 @@ class PeerClient:
             try:
                 s.settimeout(max(0.001, deadline - time.time()))
                 s.connect(str(self.path))
-            except TimeoutError as e:
+            except (TimeoutError, BlockingIOError) as e:  # EAGAIN: its backlog is full, it is not accepting
                 s.close()
-                raise NotSent(f"connect {self.path}: no answer before the deadline") from e
+                raise NotSent(f"connect {self.path}: the owner did not accept the connection") from e
             except OSError as e:
                 s.close()
                 raise OwnerGone(f"connect {self.path}: {errno.errorcode.get(e.errno or 0, e)}") from e
