@@ -4,6 +4,7 @@ the path for engines that need no lease."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from clarity.coordination import fs
 from clarity.coordination.lease import Lease
 from clarity.coordination.maintenance import maintenance
 from clarity.errors import CoordinationTimeout, NotFound
+from tests.conftest import cli
 
 GHOST = "00000000-0000-4000-8000-000000000001"
 TRY_LEASE = """
@@ -141,3 +143,33 @@ def test_a_shared_engine_runs_every_call_here_without_a_lease(home: Path, monkey
         assert coordinator.status()["owner"] is None
     finally:
         coordinator.close()
+
+
+HOLD_RECORDS = """
+import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_stopped_process_holding_the_records_lock_blocks_neither_status_nor_calls(home: Path) -> None:
+    """Regression: status read lease.json under records.lock, so an owner frozen mid-heartbeat (or any
+    stopped holder) blocked `clarity status` and every call's error message until it was thawed
+    (a chaos call lasted 5.09 s against a 3 s deadline)."""
+    coord = load_settings(home).coordination_dir
+    p = subprocess.Popen([sys.executable, "-c", HOLD_RECORDS, str(coord / "records.lock")], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "locked"
+        os.kill(p.pid, signal.SIGSTOP)
+        out = cli(home, "status", "--json", timeout=60)
+        assert out.returncode == 0 and '"owner": null' in out.stdout
+        t0 = time.monotonic()
+        out = cli(home, "list", check=False, env={"CLARITY_CALL_DEADLINE_S": "2"}, timeout=60)
+        assert out.returncode != 0 and "maintenance in progress" in out.stderr
+        assert time.monotonic() - t0 < 30  # interpreter start-up plus the 2 s deadline, on a busy machine
+    finally:
+        p.kill()
+        p.wait()
