@@ -24,7 +24,7 @@ HOLD_TICKET = """
 import sys, time
 from pathlib import Path
 from clarity.coordination import tickets
-tickets.add(Path(sys.argv[1])); print("queued", flush=True); time.sleep(600)
+t = tickets.add(Path(sys.argv[1])); print("queued", flush=True); time.sleep(600)
 """
 
 

@@ -125,9 +125,9 @@ def test_a_planted_coordination_folder_and_socket_get_nothing(neighbour: str, sh
     try:
         out = cli(home, "store", "the deploy key is hunter2 (secret)", check=False)
         time.sleep(0.5)
+        assert log.read_bytes() == b""  # nothing was sent
         assert out.returncode != 0
         assert "refusing to use" in out.stderr and "Fix:" in out.stderr and "mode" in out.stderr
-        assert log.read_bytes() == b""  # nothing was sent
     finally:
         _stop(attacker)
 
