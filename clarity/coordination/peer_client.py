@@ -102,6 +102,8 @@ class PeerClient:
             raise NotSent("another call of this process held the connection until the deadline")
         try:
             sock = self._connect(deadline)
+            if time.time() >= deadline:
+                raise NotSent("the deadline passed before the request could be sent")
             try:
                 sock.settimeout(max(0.001, deadline - time.time()))
                 wire.send_frame(sock, {"id": rid, "op": op, "args": args, "deadline": deadline})
