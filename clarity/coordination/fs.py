@@ -19,7 +19,6 @@ descriptor of their open file, so a killed process frees them at once. Guarantee
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import pwd
 import stat
@@ -36,6 +35,8 @@ import orjson
 from clarity.errors import ClarityError, UnsafeStore
 
 LINUX = sys.platform.startswith("linux")
+if LINUX:
+    import fcntl
 _FLOCK = "hhqqi4x"  # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid
 _POLL_S = 0.01
 
@@ -196,6 +197,18 @@ def probe(path: Path, dir_fd: int | None = None) -> LockState | None:
     return LockState.SHARED if l_type == fcntl.F_RDLCK else LockState.EXCLUSIVE
 
 
+def lock_fd(fd: int, exclusive: bool) -> bool:
+    """Take (or convert) the OFD lock of open file `fd` without waiting; False when it is held."""
+    require_linux("the store's locks")
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK))
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
 class OfdLock:
     """A whole-file OFD lock on one regular file of this user, held through one descriptor.
     Not thread-safe: its owner serializes calls."""
@@ -217,15 +230,10 @@ class OfdLock:
     def try_lock(self, exclusive: bool) -> bool:
         """Take (or convert to) the shared or exclusive lock without waiting. A failed conversion
         keeps the lock held before."""
-        fd = self._open()
-        try:
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK))
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EACCES):
-                if self.state is LockState.FREE:
-                    self.close()  # keep no descriptor of a lock we do not have
-                return False
-            raise
+        if not lock_fd(self._open(), exclusive):
+            if self.state is LockState.FREE:
+                self.close()  # keep no descriptor of a lock we do not have
+            return False
         self.state = LockState.EXCLUSIVE if exclusive else LockState.SHARED
         return True
 

@@ -101,17 +101,16 @@ class Ownership:
                 return False
             self._owner_since = None
             self.drop_ticket()
-            removed = tickets.cleanup_stale(self.lease.waiters_dir)
-            for what in removed:
-                log.info("lease: removed stale %s", what)
-            if self.socket_path is not None:
-                self._server = OwnerServer(self.socket_path, self.serve_forwarded, self.cfg.max_frame_bytes)
-                try:
-                    self._server.start()
-                except OSError:
-                    self._server = None
-                    self.lease.release()
-                    raise
+            try:
+                for what in tickets.cleanup_stale(self.lease.waiters_dir):
+                    log.info("lease: removed stale %s", what)
+                if self.socket_path is not None:
+                    server = OwnerServer(self.socket_path, self.serve_forwarded, self.cfg.max_frame_bytes)
+                    server.start()
+                    self._server = server
+            except BaseException:  # never an owner nobody can reach
+                self.lease.release()
+                raise
             if self.warm_model and self.mode != "handoff" and self._warm_thread is None:
                 # load the model while the first operation opens the engine: a failover costs the
                 # longer of the two, not their sum (handoff keeps the model between turns anyway)

@@ -13,7 +13,6 @@ free (and, for a hidden temp file, older than a minute) is removed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import stat
@@ -85,7 +84,8 @@ def add(waiters: Path) -> Ticket:
     tmp = waiters / f".{name}.tmp"
     fd = fs.open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL)
     try:
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, fs._flock(fcntl.F_WRLCK))
+        if not fs.lock_fd(fd, exclusive=True):  # a fresh O_EXCL file: nobody else can hold it
+            raise OSError(f"could not lock the new ticket {tmp}")
         os.write(fd, orjson.dumps({"pid": os.getpid(), "pid_namespace": fs.pid_namespace(), "since": time.time()}))
         final = waiters / name
         os.rename(tmp, final)
