@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -15,10 +16,11 @@ from typing import Any
 import pytest
 
 from clarity.config import load_settings
+from clarity.coordination import wire
 from clarity.coordination.coordinator import Coordinator
 from clarity.coordination.owner_server import OwnerServer
 from clarity.coordination.peer_client import NotSent, OwnerTimeout, PeerClient
-from clarity.errors import ClarityError, CoordinationTimeout, NotFound, ReplyTooLarge
+from clarity.errors import ClarityError, CoordinationTimeout, NotFound, ProtocolError, ReplyTooLarge
 
 HOLD_TICKET = """
 import sys, time
@@ -172,3 +174,39 @@ def test_an_unexpected_error_reads_the_same_from_owner_and_peer(owner: Coordinat
     with pytest.raises(ClarityError) as there:
         PeerClient(owner.socket_path, 1 << 20).request("list", {}, time.time() + 5)
     assert here.value.message == there.value.message == "list failed in the owner: RuntimeError: boom"
+
+
+def test_the_client_drops_its_connection_after_a_receive_error(tmp_path: Path) -> None:
+    """Regression: one bad reply (here a frame over the client's limit) left the connection out of step
+    for good: every later call of that session read the rest of it."""
+    path = tmp_path / "odd.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+    served: list[int] = []
+
+    def serve() -> None:
+        for n in range(2):
+            conn, _ = listener.accept()
+            while True:
+                try:
+                    req = wire.recv_frame(conn, 1 << 20)
+                except (EOFError, OSError):
+                    break
+                served.append(n)
+                if n == 0:
+                    conn.sendall(struct.pack("!I", 9000) + b"x" * 9000)  # over the client's 4096
+                else:
+                    wire.send_frame(conn, {"id": req["id"], "ok": True, "result": {"fresh": True}})
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client = PeerClient(path, 4096)
+    with pytest.raises(ProtocolError):
+        client.request("echo", {}, time.time() + 5)
+    assert client.request("echo", {}, time.time() + 5) == {"fresh": True}
+    assert served == [0, 1]  # the second call went over a new connection
+    client.close()
+    t.join(timeout=5)
+    listener.close()
