@@ -34,7 +34,10 @@ def setup_logging(settings: Settings, *, quiet_stderr: bool = False) -> None:
     err.setFormatter(fmt)
     err.setLevel("WARNING" if quiet_stderr else settings.log_level)
     root.addHandler(err)
-    fh = logging.FileHandler(settings.logs_dir / "clarity.log", encoding="utf-8")
+    log_file = settings.logs_dir / "clarity.log"
+    os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600))
+    os.chmod(log_file, 0o600)  # also a log an older version made world-readable
+    fh = logging.FileHandler(log_file, encoding="utf-8")
     fh.setFormatter(fmt)
     root.addHandler(fh)
     for noisy in ("httpx", "mcp", "fastembed", "huggingface_hub"):
@@ -186,7 +189,10 @@ def cmd_stats(settings: Settings, a: argparse.Namespace) -> int:
 def cmd_export(settings: Settings, a: argparse.Namespace) -> int:
     res = _with_coordinator(settings, "export", {})
     path = Path(a.file) if a.file else settings.backups_dir / "memories.json"
-    path.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(fd, 0o600)  # every memory is in it: readable by this user only
+        f.write(orjson.dumps(res, option=orjson.OPT_INDENT_2))
     _out({"file": str(path), "count": res["count"]}, a.json, f"exported {res['count']} memories to {path}")
     return 0
 
@@ -254,8 +260,10 @@ def _status_text(st: dict[str, Any]) -> str:
         lines.append(f"store chosen by: {st['home_source']}")
     if o is None:
         lines.append("owner: none (nobody holds the lease)")
+    elif o["state"] == "starting":
+        lines.append("owner: a process is taking over the lease, STARTING")
     else:
-        lines.append(f"owner: pid {o['pid']} on {o['host']}, epoch {o['epoch']}, since {o['since']}, "
+        lines.append(f"owner: {o['where']}, epoch {o['epoch']}, since {o['since']}, "
                      f"heartbeat {o['heartbeat_age_s']} s ago, {o['state'].upper()}")
     lines.append(f"waiters: {len(st['waiters'])}" + "".join(f"\n  pid {w['pid']} since {w['since']}"
                                                            for w in st["waiters"]))
@@ -263,17 +271,17 @@ def _status_text(st: dict[str, Any]) -> str:
 
 
 def cmd_status(settings: Settings, a: argparse.Namespace) -> int:
-    from clarity.coordination.coordinator import Coordinator
+    from clarity.coordination.status import status
 
-    st = Coordinator(settings, observer=True).status()
+    st = status(settings)
     _out(st, a.json, _status_text(st))
     return 0
 
 
 def cmd_doctor(settings: Settings, a: argparse.Namespace) -> int:
-    from clarity.coordination.coordinator import Coordinator
+    from clarity.coordination.status import doctor
 
-    res = Coordinator(settings, observer=True).doctor()
+    res = doctor(settings)
     text = ("removed:\n" + "\n".join(f"  {r}" for r in res["removed"])) if res["removed"] else "nothing stale"
     _out(res, a.json, text + "\n" + _status_text(res["status"]))
     return 0
@@ -342,6 +350,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    os.umask(0o077)  # everything this process creates (store, log, exports, sockets) is this user's only
     try:
         if a.command == "demo":
             return cmd_demo(None, a)

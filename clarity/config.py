@@ -203,18 +203,27 @@ def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = 
 
 
 def make_layout(home: Path) -> None:
-    """Create <home> and its folders (idempotent, safe when several processes race)."""
-    for sub in ("", "qdrant", "cache", "backups", "logs"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-    coord = home / "qdrant" / ".qdrant_coordination"
-    coord.mkdir(mode=0o700, exist_ok=True)
-    (coord / "waiters").mkdir(mode=0o700, exist_ok=True)
+    """Create <home> and its folders, mode 0700 (idempotent, safe when several processes race), and
+    refuse (UnsafeStore: path, owner, mode, fix) any of them that is a symlink, belongs to another
+    user or is writable by group or others. `home` itself was resolved (links followed) before."""
+    from clarity.coordination.fs import ensure_private_dir
+
+    home.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(home, "store home")
+    for sub, what in (("qdrant", "engine folder"), ("qdrant/.qdrant_coordination", "coordination folder"),
+                      ("qdrant/.qdrant_coordination/waiters", "waiters folder"), ("cache", "cache folder"),
+                      ("logs", "log folder"), ("backups", "backups folder")):
+        ensure_private_dir(home / sub, what)
 
 
 def _write_defaults(config_file: Path) -> None:
     body = orjson.dumps(Settings().model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
     tmp = config_file.with_name(f".config.json.{os.getpid()}.tmp")
-    tmp.write_bytes(body)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, body)
+    finally:
+        os.close(fd)
     try:
         # link-then-unlink: never replaces a config.json another process wrote first
         os.link(tmp, config_file)

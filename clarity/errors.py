@@ -34,6 +34,19 @@ class ConfigError(ClarityError):
     kind = "config"
 
 
+class UnsafeStore(ConfigError):
+    """A folder or file of the store could be controlled by another user (foreign owner, loose mode,
+    symlink), or the owner's socket is served by another user: refused before anything is sent."""
+
+    kind = "unsafe_store"
+
+
+class ReplyTooLarge(ClarityError):
+    """The operation ran, but its reply is over the socket's frame limit: ask for a smaller page."""
+
+    kind = "reply_too_large"
+
+
 class OwnerUnresponsive(ClarityError):
     """The lease owner holds its lock but did not answer before the call's deadline."""
 
@@ -54,8 +67,8 @@ class ProtocolError(ClarityError):
 
 _KINDS: dict[str, type[ClarityError]] = {
     cls.kind: cls
-    for cls in (ClarityError, InvalidArgument, NotFound, ConfigError, OwnerUnresponsive,
-                CoordinationTimeout, ProtocolError)
+    for cls in (ClarityError, InvalidArgument, NotFound, ConfigError, UnsafeStore, ReplyTooLarge,
+                OwnerUnresponsive, CoordinationTimeout, ProtocolError)
 }
 
 

@@ -17,33 +17,41 @@ import orjson
 import pytest
 
 from clarity.config import load_settings
+from clarity.coordination import fs, tickets
 from clarity.coordination.lease import Lease
-from clarity.coordination.locks import holder_pid
 from clarity.session_client import SessionClient, ToolCallError
 from tests.conftest import all_memories, cli, kill, open_sessions, owner_session, pid_of, run_async, status
 
 HOLD_LOCK = """
-import sys, time, fasteners
-lock = fasteners.InterProcessLock(sys.argv[1]); lock.acquire(); print("locked", flush=True); time.sleep(600)
+import sys, time
+from pathlib import Path
+from clarity.coordination import fs
+lock = fs.OfdLock(Path(sys.argv[1])); assert lock.try_lock(True); print("locked", flush=True); time.sleep(600)
+"""
+HOLD_LEASE = """
+import sys, time
+from pathlib import Path
+from clarity.coordination.lease import Lease
+assert Lease(Path(sys.argv[1])).try_acquire(None, "forward"); print("locked", flush=True); time.sleep(600)
 """
 
 
-def _holder(path: Path) -> subprocess.Popen[str]:
-    p = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
+def _holder(path: Path, script: str = HOLD_LOCK) -> subprocess.Popen[str]:
+    p = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
     assert p.stdout is not None and p.stdout.readline().strip() == "locked"
     return p
 
 
 def test_lock_probe_sees_holders_and_frees_on_kill(tmp_path: Path) -> None:
     path = tmp_path / "x.lock"
-    assert holder_pid(path) is None
+    assert fs.probe(path) is None  # missing
     p = _holder(path)
     try:
-        assert holder_pid(path) == p.pid
+        assert fs.probe(path) is fs.LockState.EXCLUSIVE
     finally:
         p.kill()
         p.wait()
-    assert holder_pid(path) is None
+    assert fs.probe(path) is fs.LockState.FREE
 
 
 def test_epoch_grows_and_survives_garbage_record(home: Path) -> None:
@@ -212,7 +220,6 @@ def test_leftovers_of_dead_processes_are_cleaned(home: Path) -> None:
     s = load_settings(home)
     coord = s.coordination_dir
     # a waiter ticket of a process that died (its lock is free), a record and a socket of a dead owner
-    lease = Lease(coord)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (coord / "waiters" / f"{'0' * 20}-{dead.stdout.strip()}-deadbeef.json").write_text('{"pid": 1}')
     (coord / "lease.json").write_text(orjson.dumps({"pid": int(dead.stdout), "epoch": 41}).decode())
@@ -221,7 +228,7 @@ def test_leftovers_of_dead_processes_are_cleaned(home: Path) -> None:
     dangling = so.socket(so.AF_UNIX, so.SOCK_STREAM)
     dangling.bind(str(coord / "owner.sock"))
     dangling.close()  # the file stays, nobody listens
-    assert lease.live_tickets() == []
+    assert tickets.live(coord / "waiters") == []
     st = status(home)
     assert st["owner"] is None and st["waiters"] == []
 
@@ -246,10 +253,8 @@ def test_doctor_removes_leftovers_but_never_a_live_lease(home: Path) -> None:
     out = orjson.loads(cli(home, "doctor", "--json").stdout)
     assert any("waiter ticket" in r for r in out["removed"]) and any("socket" in r for r in out["removed"])
     assert not (coord / "owner.sock").exists()
-    p = _holder(coord / "lease.lock")
+    p = _holder(coord, HOLD_LEASE)
     try:
-        (coord / "lease.json").write_text(orjson.dumps({"pid": p.pid, "epoch": 9, "heartbeat_at": time.time()})
-                                          .decode())
         out = orjson.loads(cli(home, "doctor", "--json").stdout)
         assert (coord / "lease.json").exists() and out["status"]["owner"]["pid"] == p.pid
     finally:

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from clarity.coordination.peers import OwnerGone, OwnerServer, OwnerTimeout, PeerClient, socket_path_for
+from clarity.coordination import wire
+from clarity.coordination.owner_server import OwnerServer, socket_path_for
+from clarity.coordination.peer_client import NotSent, OwnerGone, OwnerTimeout, PeerClient
 from clarity.errors import CoordinationTimeout, InvalidArgument, ProtocolError
 
 
-def handler(op: str, args: dict[str, Any]) -> dict[str, Any]:
+def handler(op: str, args: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
     if op == "echo":
         return {"echo": args}
     if op == "bad":
@@ -51,8 +53,15 @@ def test_deadlines(server: OwnerServer) -> None:
     client = PeerClient(server.path, 4096)
     with pytest.raises(OwnerTimeout):
         client.request("slow", {"s": 1.0}, time.time() + 0.2)
-    with pytest.raises(CoordinationTimeout, match="deadline passed"):
-        client.request("echo", {}, time.time() - 1)  # the owner does not run what its caller gave up on
+    with pytest.raises(NotSent):
+        client.request("echo", {}, time.time() - 1)  # a request past its deadline is not even sent
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.connect(str(server.path))
+    wire.send_frame(raw, {"id": "x", "op": "echo", "args": {}, "deadline": time.time() - 1})
+    reply = wire.recv_frame(raw, 4096)  # the owner does not run what its caller gave up on
+    assert reply["ok"] is False and "deadline passed" in reply["error"]["message"]
+    assert reply["error"]["kind"] == CoordinationTimeout.kind
+    raw.close()
 
 
 def test_oversized_frame_is_refused(server: OwnerServer) -> None:

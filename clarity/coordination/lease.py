@@ -1,15 +1,25 @@
-"""Who owns the engine: the lease lock, the lease record, waiter tickets and stale cleanup.
+"""The lease: who owns the engine. The lease lock, the lease record, the epoch, the records lock.
 
-- `lease.lock`: the owner holds an exclusive `fasteners.InterProcessLock` on it. The kernel drops it
-  when the owner dies, so a killed owner frees the lease at once.
-- `lease.json`: the record (pid, host, start time, version, socket, epoch, acquired_at, heartbeat_at),
-  written atomically under the write side of the `records.lock` reader-writer lock, read under its
-  read side. `epoch` grows by one at every acquisition (also kept in `epoch`, so a garbage record does
-  not reset it).
-- `waiters/<ns>-<pid>-<id>.json`: one ticket per waiting process, locked by it while it lives, so
-  tickets order the waiters (oldest first) and a dead waiter's ticket is seen to be stale.
+Files in `<home>/qdrant/.qdrant_coordination/` (a private folder: this user, mode 0700, never a link):
+- `lease.lock`: the owner holds an exclusive OFD lock on it (see `fs`). The kernel drops it when the
+  owner dies, so a killed owner frees the lease at once. Probing it (status, doctor, other processes,
+  even the owner's own process) never drops it.
+- `records.lock`: a reader-writer lock. The owner holds its shared side for its whole tenure;
+  maintenance (`maintenance.maintenance`: restore, migration, doctor's cleanup) takes the exclusive
+  side, so it excludes every owner. The owner can upgrade to exclusive for a block (`exclusive()`),
+  e.g. the engine's one-time migration.
+- `lease.json`: the record (pid, pid namespace, host, start time, version, socket, mode, epoch,
+  acquired_at, heartbeat_at, released_at). Only the lease holder writes it, atomically (temp, fsync,
+  rename, never through a link), so it needs no lock to read. A step-down stamps `released_at`.
+- `epoch` (and `../.qdrant_coordination.epoch`, which survives deletion of the folder): `epoch` grows
+  by one at every acquisition, so a garbage record does not reset it.
 
-Liveness is always decided by probing a lock (`holder_pid`), never by a pid alone.
+Fencing: the engine's own storage lock is the hard fence (qdrant-client's `.lock` flock, Qdrant Edge's
+WAL lock): two processes can never have the store open at once, whatever the lease says. The lease
+decides whose turn it is; before each operation the owner asks `still_held()` (our descriptor's lock
+is ours by construction, and `lease.lock` still names the file it locks) and a process that lost the
+lease steps down and never applies another write. Not guaranteed: that an owner whose folder is
+deleted between that check and its write notices before the write (the engine lock still fences it).
 """
 
 from __future__ import annotations
@@ -19,243 +29,157 @@ import os
 import socket
 import threading
 import time
-import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import fasteners
-
 from clarity import __version__
-from clarity.coordination.locks import holder_pid, process_start_time, read_json, write_json_atomic
+from clarity.coordination import fs
+from clarity.errors import CoordinationTimeout
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Ticket:
-    path: Path
-    lock: fasteners.InterProcessLock
-
-    def remove(self) -> None:
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            if self.lock.acquired:
-                self.lock.release()
-
-
 class Lease:
-    """One process's view of the lease. Thread-safe."""
+    """One process's hold on the lease. Thread-safe."""
 
     def __init__(self, coord_dir: Path) -> None:
         self.dir = coord_dir
         self.lock_path = coord_dir / "lease.lock"
+        self.records_path = coord_dir / "records.lock"
         self.record_path = coord_dir / "lease.json"
         self.epoch_path = coord_dir / "epoch"
-        # a second copy outside the folder: deleting the whole folder does not reset epochs
         self.epoch_backup = coord_dir.parent / f"{coord_dir.name}.epoch"
         self.waiters_dir = coord_dir / "waiters"
-        self._rw = fasteners.InterProcessReaderWriterLock(str(coord_dir / "records.lock"))
-        self._rw_thread = threading.Lock()  # fasteners rw locks belong to the whole process
-        self._lock: fasteners.InterProcessLock | None = None
-        self._lock_ino: int | None = None
-        self._state = threading.Lock()  # heartbeat vs release
+        self._lease: fs.OfdLock | None = None
+        self._records: fs.OfdLock | None = None
+        self._state = threading.Lock()  # heartbeat vs release vs exclusive
         self.record: dict[str, Any] | None = None
+        self.refused_by: str | None = None  # why the last try_acquire failed
 
-    # ---- records lock ------------------------------------------------------------------------
-
-    def _ensure_dirs(self) -> None:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.waiters_dir.mkdir(mode=0o700, exist_ok=True)
+    def ensure_dirs(self) -> None:
+        fs.ensure_private_dir(self.dir, "coordination folder")
+        fs.ensure_private_dir(self.waiters_dir, "waiters folder")
 
     def read_record(self) -> dict[str, Any] | None:
-        """lease.json as last written (None if missing or garbage), read under the read lock."""
-        if not self.dir.exists():
-            return None
-        with self._rw_thread, self._rw.read_lock():
-            return read_json(self.record_path)
-
-    def _write_record(self, record: dict[str, Any]) -> None:
-        with self._rw_thread, self._rw.write_lock():
-            write_json_atomic(self.record_path, record)
-
-    # ---- the lease ---------------------------------------------------------------------------
+        """lease.json as last written (None if missing, unsafe or garbage). Takes no lock."""
+        return fs.read_json(self.record_path)
 
     @property
     def held(self) -> bool:
-        return self._lock is not None
+        return self._lease is not None
 
     @property
     def epoch(self) -> int | None:
         return self.record["epoch"] if self.record else None
 
-    def holder(self) -> int | None:
-        """pid holding the lease lock, as seen by another process (never call it while holding)."""
-        return os.getpid() if self.held else holder_pid(self.lock_path)
+    def still_held(self) -> bool:
+        """This process holds the lease now: its locks are open and `lease.lock` / `records.lock`
+        are still the files they lock. False after release or when the folder was replaced."""
+        with self._state:
+            return (self._lease is not None and self._records is not None
+                    and self._lease.still_ours() and self._records.still_ours())
+
+    def _next_epoch(self) -> tuple[int, dict[str, Any]]:
+        previous = self.read_record() or {}
+        counter = 0
+        for path in (self.epoch_path, self.epoch_backup):
+            raw = fs.read_bytes_nofollow(path, 64)
+            try:
+                counter = max(counter, int((raw or b"0").strip() or 0))
+            except ValueError:
+                pass
+        prev = previous.get("epoch")
+        return max(counter, prev if isinstance(prev, int) else 0) + 1, previous
 
     def try_acquire(self, socket_path: str | None, mode: str) -> bool:
-        """Take the lease without waiting. On success, clean up leftovers and write the record."""
+        """Take the lease without waiting: the exclusive lease lock, then the shared records lock
+        (refused while maintenance holds it). On success write the epoch and the record."""
         if self.held:
             return True
-        self._ensure_dirs()
-        lock = fasteners.InterProcessLock(str(self.lock_path))
-        if not lock.acquire(blocking=False):
-            lock._do_close()  # type: ignore[attr-defined]  # keep no descriptor of a lock we lack
+        self.ensure_dirs()
+        lease = fs.OfdLock(self.lock_path)
+        if not lease.try_lock(exclusive=True):
+            self.refused_by = ("maintenance in progress (records.lock is held exclusively)"
+                               if fs.probe(self.records_path) is fs.LockState.EXCLUSIVE
+                               else "lease held by another process")
             return False
-        assert lock.lockfile is not None
-        self._lock, self._lock_ino = lock, os.fstat(lock.lockfile.fileno()).st_ino
+        records = fs.OfdLock(self.records_path)
+        if not records.try_lock(exclusive=False):
+            lease.close()
+            self.refused_by = "maintenance in progress (records.lock is held exclusively)"
+            return False
         try:
-            removed = self.cleanup_stale(own_lease=True)
-            with self._rw_thread, self._rw.write_lock():
-                previous = read_json(self.record_path) or {}
-                counter = 0
-                for path in (self.epoch_path, self.epoch_backup):
-                    try:
-                        counter = max(counter, int(path.read_text().strip() or 0))
-                    except (OSError, ValueError):
-                        pass
-                prev = previous.get("epoch")
-                prev_epoch: int = prev if isinstance(prev, int) else 0
-                epoch = max(counter, prev_epoch) + 1
-                now = time.time()
-                self.record = {
-                    "pid": os.getpid(), "host": socket.gethostname(),
-                    "start_time": process_start_time(os.getpid()), "version": __version__,
-                    "socket": socket_path, "mode": mode, "epoch": epoch,
-                    "acquired_at": now, "heartbeat_at": now,
-                }
-                self.epoch_path.write_text(str(epoch))
-                self.epoch_backup.write_text(str(epoch))
-                write_json_atomic(self.record_path, self.record)
+            epoch, previous = self._next_epoch()
+            now = time.time()
+            record = {
+                "pid": os.getpid(), "pid_namespace": fs.pid_namespace(), "host": socket.gethostname(),
+                "start_time": fs.process_start_time(os.getpid()), "version": __version__,
+                "socket": socket_path, "mode": mode, "epoch": epoch,
+                "acquired_at": now, "heartbeat_at": now, "released_at": None,
+            }
+            fs.write_atomic(self.epoch_path, str(epoch).encode())
+            fs.write_atomic(self.epoch_backup, str(epoch).encode())
+            fs.write_json_atomic(self.record_path, record)
         except BaseException:
-            self.release()
+            records.close()
+            lease.close()
             raise
-        if previous.get("pid") and previous.get("pid") != os.getpid():
+        with self._state:
+            self._lease, self._records, self.record = lease, records, record
+        if previous.get("pid") not in (None, os.getpid()):
             log.info("lease: replaced the record of pid %s epoch %s", previous.get("pid"), previous.get("epoch"))
-        for what in removed:
-            log.info("lease: removed stale %s", what)
         log.info("lease: acquired, epoch %s", epoch)
         return True
 
     def heartbeat(self) -> bool:
-        """Refresh heartbeat_at. False when this process no longer really holds the lease (its
-        lock file was deleted or replaced, e.g. the coordination folder was removed)."""
+        """Refresh heartbeat_at. False when this process no longer holds the lease (released, or its
+        lock file was deleted or replaced); then it writes nothing."""
+        if not self.still_held():
+            return False
         with self._state:
-            if not self.held or self.record is None:
-                return False
-            try:
-                if os.stat(self.lock_path).st_ino != self._lock_ino:
-                    return False
-            except OSError:
+            if self.record is None:
                 return False
             self.record["heartbeat_at"] = time.time()
             try:
-                self._write_record(self.record)
+                fs.write_json_atomic(self.record_path, self.record)
             except OSError as e:
                 log.warning("lease: heartbeat write failed: %s", e)
-            return True
+        return True
 
     def release(self) -> None:
-        """Give up the lease (the record stays, for the epoch; its free lock marks it stale)."""
+        """Give up the lease: stamp `released_at` in the record (only if the lease is still ours),
+        then close both locks. The record stays, for the epoch."""
+        ours = self.still_held()
         with self._state:
-            lock, self._lock, self._lock_ino = self._lock, None, None
-        if lock is not None:
-            try:
-                lock.release()
-            except Exception as e:  # the file may be gone; the kernel lock goes with the descriptor
-                log.warning("lease: release: %s", e)
-                lock._do_close()  # type: ignore[attr-defined]
-            log.info("lease: released, epoch %s", self.epoch)
-
-    # ---- waiters -----------------------------------------------------------------------------
-
-    def add_ticket(self) -> Ticket:
-        """Leave a ticket in waiters/: made under a hidden name, locked, then renamed into place,
-        so nobody ever sees it unlocked."""
-        self._ensure_dirs()
-        name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-        tmp = self.waiters_dir / f".{name}.tmp"
-        write_json_atomic(tmp, {"pid": os.getpid(), "since": time.time()})
-        lock = fasteners.InterProcessLock(str(tmp))
-        lock.acquire()
-        final = self.waiters_dir / name
-        os.rename(tmp, final)
-        lock.path = str(final)
-        return Ticket(final, lock)
-
-    def live_tickets(self, exclude: Path | None = None) -> list[dict[str, Any]]:
-        """Tickets whose lock is held, oldest first (never probes `exclude`, this process's own)."""
-        out = []
-        try:
-            names = sorted(p for p in os.listdir(self.waiters_dir) if not p.startswith("."))
-        except OSError:
-            return []
-        for name in names:
-            path = self.waiters_dir / name
-            if exclude is not None and path == exclude:
-                out.append({"ticket": name, "pid": os.getpid(), "since": None, "own": True})
-                continue
-            pid = holder_pid(path)
-            if pid is not None:
-                rec = read_json(path) or {}
-                out.append({"ticket": name, "pid": pid, "since": rec.get("since"), "own": False})
-        return out
-
-    def cleanup_stale(self, own_lease: bool = False, own_ticket: Path | None = None) -> list[str]:
-        """Remove tickets and temp files whose lock is free, and the record when the lease is free.
-        Returns what was removed. `own_lease`: this process holds the lease (do not probe it)."""
-        removed: list[str] = []
-        try:
-            names = os.listdir(self.waiters_dir)
-        except OSError:
-            names = []
-        for name in names:
-            path = self.waiters_dir / name
-            if own_ticket is not None and path == own_ticket:
-                continue
-            if name.startswith("."):
+            lease, records, self._lease, self._records = self._lease, self._records, None, None
+            if lease is None:
+                return
+            if ours and self.record is not None:
+                self.record["released_at"] = time.time()
                 try:
-                    if time.time() - path.stat().st_mtime < 60:
-                        continue
-                except OSError:
-                    continue
-            if holder_pid(path) is None:
-                path.unlink(missing_ok=True)
-                removed.append(f"waiter ticket {name}")
-        for leftover in self.dir.glob(".*.tmp"):
-            try:
-                if time.time() - leftover.stat().st_mtime > 60:
-                    leftover.unlink(missing_ok=True)
-                    removed.append(f"temp file {leftover.name}")
-            except OSError:
-                pass
-        if not own_lease and self.record_path.exists() and holder_pid(self.lock_path) is None:
-            rec = read_json(self.record_path)
-            if rec is None:
-                self.record_path.unlink(missing_ok=True)
-                removed.append("unreadable lease record")
-        return removed
+                    fs.write_json_atomic(self.record_path, self.record)
+                except OSError as e:
+                    log.warning("lease: could not mark the record released: %s", e)
+            if records is not None:
+                records.close()
+            lease.close()
+        log.info("lease: released, epoch %s", self.epoch)
 
-    def clean_if_free(self, socket_path: Path) -> list[str] | None:
-        """For `clarity doctor`: when nobody holds the lease, take its lock for a moment and remove
-        every leftover (record, socket, stale tickets). None when the lease is held."""
-        if self.held:
-            return self.cleanup_stale(own_lease=True)
-        self._ensure_dirs()
-        lock = fasteners.InterProcessLock(str(self.lock_path))
-        if not lock.acquire(blocking=False):
-            lock._do_close()  # type: ignore[attr-defined]
-            return None
+    @contextmanager
+    def exclusive(self, timeout_s: float) -> Iterator[None]:
+        """Hold the records lock exclusively for a block (nobody can run maintenance or look at the
+        store's files in between); waits at most `timeout_s` for the upgrade, then downgrades."""
+        with self._state:
+            records = self._records
+        if records is None:
+            raise CoordinationTimeout("this process does not own the lease: no exclusive block")
+        if not records.acquire(exclusive=True, deadline=time.monotonic() + timeout_s):
+            raise CoordinationTimeout(f"could not hold the store exclusively within {timeout_s:g} s")
         try:
-            removed = self.cleanup_stale(own_lease=True)
-            if self.record_path.exists():
-                self.record_path.unlink()
-                removed.append("lease record of a dead owner")
-            for sock in dict.fromkeys([socket_path, self.dir / "owner.sock"]):
-                if sock.exists() or sock.is_symlink():
-                    sock.unlink()
-                    removed.append(f"socket {sock} of a dead owner")
-            return removed
+            yield
         finally:
-            lock.release()
+            with self._state:
+                if self._records is records:
+                    records.try_lock(exclusive=False)  # a downgrade never fails

@@ -17,7 +17,7 @@ import anyio
 import orjson
 
 from clarity.config import load_settings
-from clarity.coordination.locks import holder_pid
+from clarity.coordination.status import owner
 from clarity.session_client import SessionClient
 from tests.conftest import all_memories, kill, open_sessions, run_async, status
 
@@ -83,7 +83,8 @@ class Storm:
         return figures
 
     def owner_pid(self) -> int | None:
-        return holder_pid(load_settings(self.home).coordination_dir / "lease.lock")
+        o = owner(load_settings(self.home))
+        return None if o is None else o["pid"]
 
     def verify(self, mems: list[dict[str, Any]]) -> dict[str, int]:
         by_id = {m["id"]: m for m in mems}

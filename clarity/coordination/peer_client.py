@@ -1,0 +1,132 @@
+"""The forwarding client: sends one operation to the owner's socket and waits for its reply.
+
+Guarantees:
+- Before sending anything it checks who listens (SO_PEERCRED): a socket served by another uid is
+  refused with UnsafeStore, and not one byte goes to it.
+- Every wait is bounded by the call's deadline: the connection lock, connect(), send and receive.
+- After any send or receive error the connection is dropped (the stream may be out of step); the next
+  call opens a fresh one. A connection the owner closed while idle is noticed before sending.
+- What a failure means for the operation: `NotSent` (nothing reached the owner), `OwnerGone` (refused,
+  or closed before replying: the operation may or may not have run; the caller retries with the same
+  ids, which is idempotent), `OwnerTimeout` (sent, no reply by the deadline: outcome unknown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from clarity.coordination import fs, wire
+from clarity.errors import ProtocolError, UnsafeStore, from_wire
+
+
+class OwnerGone(Exception):
+    """The owner's socket refused, reset or closed the connection: there may be no owner."""
+
+
+class OwnerTimeout(Exception):
+    """The request was sent but no reply came before the deadline: its outcome is unknown."""
+
+
+class NotSent(Exception):
+    """The deadline passed before the request could be sent (nothing reached the owner)."""
+
+
+class PeerClient:
+    """One persistent connection to the owner, one request at a time. Thread-safe."""
+
+    def __init__(self, path: Path, max_frame: int) -> None:
+        self.path = path
+        self.max_frame = max_frame
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+    def _stale(self, sock: socket.socket) -> bool:
+        """The owner closed this idle connection (or sent something unasked): do not reuse it."""
+        try:
+            sock.settimeout(0.0)  # in timeout mode Python would first wait for readability
+            sock.recv(1, socket.MSG_PEEK)
+            return True  # end of stream (b"") or bytes nobody asked for
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _connect(self, deadline: float) -> socket.socket:
+        if self._sock is not None and self._stale(self._sock):
+            self._drop()
+        if self._sock is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.settimeout(max(0.001, deadline - time.time()))
+                s.connect(str(self.path))
+            except (TimeoutError, BlockingIOError) as e:  # EAGAIN: its backlog is full, it is not accepting
+                s.close()
+                raise NotSent(f"connect {self.path}: the owner did not accept the connection") from e
+            except OSError as e:
+                s.close()
+                raise OwnerGone(f"connect {self.path}: {errno.errorcode.get(e.errno or 0, e)}") from e
+            pid, uid = fs.peer_uid(s)
+            if uid != os.getuid():
+                s.close()
+                raise UnsafeStore(
+                    f"refusing to forward to {self.path}: it is served by {fs._who(uid)} (pid {pid}), not by "
+                    f"you ({fs._who(os.getuid())}); nothing was sent. Another user controls this store's "
+                    f"socket: remove {self.path} and check who owns the store's folders."
+                )
+            self._sock = s
+        return self._sock
+
+    def request(self, op: str, args: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """Run `op` at the owner by `deadline` (Unix time). Raises the owner's ClarityError, or
+        NotSent / OwnerGone / OwnerTimeout (see the module docstring)."""
+        rid = uuid.uuid4().hex
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.time())):
+            raise NotSent("another call of this process held the connection until the deadline")
+        try:
+            sock = self._connect(deadline)
+            if time.time() >= deadline:
+                raise NotSent("the deadline passed before the request could be sent")
+            try:
+                sock.settimeout(max(0.001, deadline - time.time()))
+                wire.send_frame(sock, {"id": rid, "op": op, "args": args, "deadline": deadline})
+                reply = wire.recv_frame(sock, self.max_frame)
+            except TimeoutError as e:
+                self._drop()
+                raise OwnerTimeout(str(e) or "timed out") from e
+            except (EOFError, OSError) as e:
+                self._drop()
+                raise OwnerGone(f"{type(e).__name__}: {e}") from e
+            except BaseException:
+                self._drop()
+                raise
+            if not isinstance(reply, dict) or reply.get("id") not in (rid, None):
+                self._drop()
+                raise ProtocolError(f"unexpected reply from owner: {str(reply)[:200]}")
+        finally:
+            self._lock.release()
+        if reply.get("ok"):
+            result = reply.get("result")
+            return result if isinstance(result, dict) else {}
+        error = reply.get("error") or {}
+        if isinstance(error, dict) and error.get("kind") == "not_owner":
+            self.close()
+            raise OwnerGone(str(error.get("message")))
+        raise from_wire(error)

@@ -1,0 +1,125 @@
+"""Status and doctor, without a Coordinator. Neither ever takes the lease, and neither ever waits on a
+lock: status probes locks (F_OFD_GETLK) and reads lease.json, which is replaced atomically; doctor's
+cleanup takes the maintenance lock only when it is free at once.
+
+Who owns the lease: the lease lock says whether anyone holds it (a probe cannot tell who); lease.json
+names the holder. The record is trusted when it is not stamped released and, when its process is in
+this pid namespace, that process still runs with the recorded start time. Otherwise the state is
+"starting" (a new owner between taking the lock and writing its record). A record from another pid
+namespace (another container) is described as such: its pid means nothing here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from clarity.config import Settings
+from clarity.coordination import fs, tickets
+from clarity.coordination.lease import Lease
+from clarity.coordination.maintenance import maintenance
+from clarity.coordination.owner_server import socket_path_for
+from clarity.errors import CoordinationTimeout
+
+log = logging.getLogger(__name__)
+
+
+def _iso(ts: Any) -> str | None:
+    if not isinstance(ts, int | float):
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def _trusted(rec: dict[str, Any] | None, my_ns: str | None) -> bool:
+    if rec is None or rec.get("released_at") is not None or not isinstance(rec.get("pid"), int):
+        return False
+    if rec.get("pid_namespace") not in (None, my_ns):
+        return True  # another container: the lock is held and the record is not released
+    return fs.process_start_time(rec["pid"]) == rec.get("start_time")
+
+
+def owner(settings: Settings, lease: Lease | None = None) -> dict[str, Any] | None:
+    """The owner as seen from here, or None when nobody holds the lease."""
+    lease = lease or Lease(settings.coordination_dir)
+    my_ns = fs.pid_namespace()
+    if lease.held and lease.record is not None:
+        rec: dict[str, Any] | None = dict(lease.record)
+    else:
+        if fs.probe(lease.lock_path) in (None, fs.LockState.FREE):
+            return None
+        rec = lease.read_record()
+    now = time.time()
+    if rec is None or not _trusted(rec, my_ns):
+        return {"pid": None, "host": None, "epoch": None, "since": None, "heartbeat_age_s": None,
+                "state": "starting", "mode": None, "socket": None, "pid_namespace": None,
+                "same_pid_namespace": None, "where": "a process that is taking over the lease"}
+    hb = rec.get("heartbeat_at")
+    age = round(now - hb, 3) if isinstance(hb, int | float) else None
+    ns = rec.get("pid_namespace")
+    same = ns in (None, my_ns)
+    where = f"pid {rec['pid']} on {rec.get('host')}" if same else \
+        f"pid {rec['pid']} in another pid namespace ({ns}, host {rec.get('host')})"
+    return {
+        "pid": rec["pid"], "host": rec.get("host"), "epoch": rec.get("epoch"), "since": _iso(rec.get("acquired_at")),
+        "heartbeat_age_s": age,
+        "state": "hung" if age is not None and age > settings.coordination.hung_after_s else "serving",
+        "mode": rec.get("mode"), "socket": rec.get("socket"), "pid_namespace": ns, "same_pid_namespace": same,
+        "where": where,
+    }
+
+
+def this_process(role: str = "observer", service: Any = None) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(), "role": role,
+        "engine_open": bool(service is not None and service.engine_open),
+        "model_loaded": bool(service is not None and service.embedder.loaded),
+        "engine_imported": "qdrant_client" in sys.modules or "qdrant_edge" in sys.modules,
+        "model_imported": "fastembed" in sys.modules,
+    }
+
+
+def status(settings: Settings, *, lease: Lease | None = None, own_ticket: Any = None,
+           me: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Who owns the lease, who waits, and what this process is."""
+    waiters_dir = settings.coordination_dir / "waiters"
+    waiters = [{"pid": t["pid"], "since": _iso(t["since"]), "ticket": t["ticket"]}
+               for t in tickets.live(waiters_dir, exclude=own_ticket)]
+    return {
+        "mode": settings.coordination.mode,
+        "home": str(settings.home),
+        "home_source": settings.home_source,
+        "owner": owner(settings, lease),
+        "waiters": waiters,
+        "this_process": me or this_process(),
+    }
+
+
+def doctor(settings: Settings) -> dict[str, Any]:
+    """Remove what dead processes left behind, never anything a live process holds: with no owner
+    (the maintenance lock free at once) the record, the socket and stale tickets; with an owner only
+    stale tickets."""
+    coord = settings.coordination_dir
+    removed: list[str] = []
+    try:
+        with maintenance(settings, timeout_s=0.0):
+            removed += tickets.cleanup_stale(coord / "waiters")
+            if fs.unlink_quiet(coord / "lease.json"):
+                removed.append("lease record of a dead owner")
+            for sock in dict.fromkeys([socket_path_for(coord), coord / "owner.sock"]):
+                if fs.unlink_quiet(sock):
+                    removed.append(f"socket {sock} of a dead owner")
+    except CoordinationTimeout:
+        removed += tickets.cleanup_stale(coord / "waiters")
+    for leftover in coord.glob(".*.tmp"):
+        try:
+            if time.time() - os.lstat(leftover).st_mtime > 60 and fs.unlink_quiet(leftover):
+                removed.append(f"temp file {leftover.name}")
+        except OSError:
+            pass
+    for what in removed:
+        log.info("doctor: removed %s", what)
+    return {"removed": removed, "status": status(settings)}
