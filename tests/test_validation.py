@@ -104,9 +104,11 @@ def test_an_unexpected_engine_error_is_a_readable_tool_error(home: Path, monkeyp
         coordinator.close()
 
 
-def test_huge_offset_gets_the_same_readable_error_from_owner_and_peer(home: Path) -> None:
-    """Before: the owner answered an empty page, a forwarding peer "Error executing tool list_memories"
-    (orjson cannot encode 2**64 on the owner's socket)."""
+def test_owner_and_peer_refuse_huge_offsets_and_deep_json_alike(home: Path) -> None:
+    """Before: for `offset=2**64` the owner answered an empty page, a forwarding peer "Error executing
+    tool list_memories" (orjson cannot encode 2**64 on the owner's socket); JSON nested 150 deep was
+    stored. (Deeper than about 200 levels a request never reaches Clarity: the MCP SDK cannot parse
+    it and sends no answer.)"""
 
     async def main() -> None:
         async with open_sessions(home, 2) as sessions:
@@ -121,5 +123,14 @@ def test_huge_offset_gets_the_same_readable_error_from_owner_and_peer(home: Path
             assert messages[0] == messages[1]
             assert "offset: Input should be less than or equal to 1000000000" in messages[0]
             assert (await peer.call("list_memories", {"offset": 10**9}))["memories"] == []
+            kept = await owner.call("store_memory", {"content": "keep me", "context": {"ok": 1}})
+            before = await owner.call("list_memories", {"include_content": True})
+            for s in (owner, peer):
+                for tool, args in (("store_memory", {"content": "deep", "metadata": deep(150)}),
+                                   ("update_memory", {"memory_id": kept["id"], "updates": {"context": deep(150)}})):
+                    with anyio.fail_after(60), pytest.raises(ToolCallError) as e:
+                        await s.call(tool, args)
+                    assert "nested more than 32 levels deep" in e.value.message
+            assert await peer.call("list_memories", {"include_content": True}) == before
 
     run_async(main)
