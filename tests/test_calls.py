@@ -210,3 +210,17 @@ def test_the_client_drops_its_connection_after_a_receive_error(tmp_path: Path) -
     client.close()
     t.join(timeout=5)
     listener.close()
+
+
+def test_values_json_cannot_carry_are_readable_protocol_errors() -> None:
+    """Found by the fuzz review: orjson's encode error (a TypeError) escaped the wire codec raw."""
+    import orjson
+
+    from clarity.coordination import wire
+    from clarity.errors import ProtocolError
+
+    with pytest.raises(ProtocolError, match="cannot encode"):
+        wire.encode({"args": {"n": 2**70}})
+    frame = wire.reply_frame({"id": "r", "ok": True, "result": {"n": 2**70}}, "list", 1 << 20)
+    reply = orjson.loads(frame[4:])
+    assert reply["ok"] is False and "cannot encode" in reply["error"]["message"]

@@ -31,7 +31,11 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def encode(obj: Any) -> bytes:
-    body = orjson.dumps(obj)
+    """One frame. ProtocolError (readable, nothing sent) for a value JSON cannot carry."""
+    try:
+        body = orjson.dumps(obj)
+    except orjson.JSONEncodeError as e:
+        raise ProtocolError(f"cannot encode the message as JSON: {e}") from None
     return _LEN.pack(len(body)) + body
 
 
@@ -62,7 +66,10 @@ def unexpected_reply(rid: Any, op: str, e: BaseException) -> dict[str, Any]:
 
 def reply_frame(reply: dict[str, Any], op: str, max_frame: int) -> bytes:
     """The encoded reply, or, when it would pass `max_frame`, an error that says how to page."""
-    frame = encode(reply)
+    try:
+        frame = encode(reply)
+    except ProtocolError as e:
+        return encode(error_reply(reply.get("id"), e))
     if len(frame) - _LEN.size <= max_frame:
         return frame
     err = ReplyTooLarge(
