@@ -21,9 +21,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is 
                                 reason="needs root and unshare(1) to start sessions in their own pid namespace")
 
 
-def _contained(home: Path) -> SessionClient:
-    s = SessionClient(home)
-    plain = server_params(home)
+def _contained(home: Path, env: dict[str, str] | None = None, **kw: Any) -> SessionClient:
+    s = SessionClient(home, env=env, **kw)
+    plain = server_params(home, env)
     s.params = StdioServerParameters(command="unshare", args=["--pid", "--fork", "--mount-proc", plain.command,
                                                               *plain.args], env=plain.env)
     return s
@@ -46,7 +46,9 @@ def _host_pid_of(home: Path, namespace: str) -> int:
 
 def test_sessions_in_their_own_pid_namespaces_share_a_store_and_fail_over(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(conftest, "SessionClient", lambda h, env=None: _contained(h))
+    import clarity.testing.sessions
+
+    monkeypatch.setattr(clarity.testing.sessions, "SessionClient", _contained)
 
     async def main() -> None:
         async with conftest.open_sessions(home, 3) as sessions:
