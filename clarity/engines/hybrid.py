@@ -13,8 +13,9 @@ stored vector), never a fused score, so a person can compare it with min_similar
 
 Fusion (measured on tests/eval, docs/bench/retrieval.md): distribution-based score fusion (DBSF: each
 branch's scores normalized by their spread, then summed); it beat RRF (k 60 and 10) on identifiers
-(hit@1 0.956 vs 0.844/0.867) at the same paraphrase recall@5 (0.918 vs 0.924/0.937). Each branch fetches `PREFETCH` (at least 4x the limit) candidates. Filters (type, tags, time
-range, superseded) are applied inside every branch (pre-filter), never to the fused list.
+(hit@1 0.956 vs 0.844/0.867) at the same paraphrase recall@5 (0.918 vs 0.924/0.937). Each branch
+fetches at least `PREFETCH_MIN` and 4x the limit candidates. Filters (type, tags, time range,
+superseded) are applied inside every branch (pre-filter), never to the fused list.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def edge_request(sq: SearchQuery, flt: Any, dense_name: str, sparse_name: str) -
         return q.QueryRequest(limit=sq.limit, query=sparse_q, filter=flt, with_payload=True,
                               with_vector=with_vec)
     n = sq.prefetch_limit()
-    fusion = q.Fusion.Dbsf() if FUSION == "dbsf" else q.Fusion.Rrf(k=RRF_K)
+    fusion: Any = q.Fusion.Dbsf() if FUSION == "dbsf" else q.Fusion.Rrf(k=RRF_K)
     return q.QueryRequest(
         limit=sq.limit, query=fusion, with_payload=True, with_vector=with_vec,
         prefetches=[q.Prefetch(limit=n, query=dense_q, filter=flt, score_threshold=sq.min_similarity),
