@@ -117,6 +117,8 @@ def cmd_store(settings: Settings, a: argparse.Namespace) -> int:
             "tags": a.tag or [], "session": f"cli-{os.getpid()}"}
     res = _with_coordinator(settings, "store", args)
     what = "stored" if res["stored"] else f"already stored as {res['duplicate_of']}"
+    if res.get("similar_to"):
+        what += " (similar to " + ", ".join(f"{x['id']} at {x['similarity']:.2f}" for x in res["similar_to"]) + ")"
     _out(res, a.json, f"{what}: {res['id']}")
     return 0
 
@@ -137,9 +139,12 @@ def _check_max_chars(n: int) -> int:
 
 
 def cmd_search(settings: Settings, a: argparse.Namespace) -> int:
-    args: dict[str, Any] = {"query": a.query, "limit": a.limit}
+    args: dict[str, Any] = {"query": a.query, "limit": a.limit, "mode": a.mode}
     if a.min_similarity is not None:
         args["min_similarity"] = a.min_similarity
+    for key in ("since", "until"):
+        if getattr(a, key) is not None:
+            args[key] = getattr(a, key)
     _check_max_chars(a.max_chars)
     res = fit_memories(_with_coordinator(settings, "retrieve", args), a.max_chars)
     text = ("\n".join(_fmt_memory(x) for x in res["memories"]) or "no memory matches") + _trimmed_note(res)
@@ -312,9 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--type", default="note")
     sp.add_argument("--importance", type=float, default=0.5)
     sp.add_argument("--tag", action="append")
-    sp = add("search", "find memories by meaning")
+    sp = add("search", "find memories by meaning and keywords")
     sp.add_argument("query")
     sp.add_argument("--limit", type=int, default=5)
+    sp.add_argument("--mode", choices=("hybrid", "semantic", "keyword"), default="hybrid")
+    sp.add_argument("--since", help="created at or after: ISO 8601 or 30m, 24h, 7d, 2w ago")
+    sp.add_argument("--until", help="created at or before: ISO 8601 or 30m, 24h, 7d, 2w ago")
     sp.add_argument("--min-similarity", type=float)
     sp.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="fit the answer into this size")
     sp = add("list", "list memories, newest first")

@@ -13,6 +13,7 @@ Environment variables (each overrides the config key named beside it):
 | CLARITY_EMBEDDING_BATCH_SIZE      | embedding.batch_size            |
 | CLARITY_MAX_CONTENT_BYTES         | memory.max_content_bytes        |
 | CLARITY_MIN_SIMILARITY            | memory.min_similarity           |
+| CLARITY_SIMILAR_THRESHOLD         | memory.similar_threshold        |
 | CLARITY_COORDINATION_MODE         | coordination.mode               |
 | CLARITY_CALL_DEADLINE_S           | coordination.call_deadline_s    |
 | CLARITY_HEARTBEAT_S               | coordination.heartbeat_s        |
@@ -55,6 +56,8 @@ class EmbeddingSettings(_Section):
 class MemorySettings(_Section):
     max_content_bytes: int = Field(default=32 * 1024, ge=1, le=8 * 1024 * 1024)
     min_similarity: float = Field(default=0.25, ge=-1.0, le=1.0)
+    # store reports `similar_to` for memories of the same type at or above this cosine (docs/bench/retrieval.md)
+    similar_threshold: float = Field(default=0.85, ge=0.0, le=1.0)
 
 
 class CoordinationSettings(_Section):
@@ -125,6 +128,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "CLARITY_EMBEDDING_BATCH_SIZE": ("embedding", "batch_size"),
     "CLARITY_MAX_CONTENT_BYTES": ("memory", "max_content_bytes"),
     "CLARITY_MIN_SIMILARITY": ("memory", "min_similarity"),
+    "CLARITY_SIMILAR_THRESHOLD": ("memory", "similar_threshold"),
     "CLARITY_COORDINATION_MODE": ("coordination", "mode"),
     "CLARITY_CALL_DEADLINE_S": ("coordination", "call_deadline_s"),
     "CLARITY_HEARTBEAT_S": ("coordination", "heartbeat_s"),

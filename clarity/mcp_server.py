@@ -127,16 +127,22 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         metadata: Annotated[dict[str, Any] | None, Field(description="any JSON object")] = None,
         context: Annotated[dict[str, Any] | None, Field(description="where it came from: file, task, ...")]
         = None,
+        supersedes: Annotated[str | None, Field(description="id of a memory this one replaces (a corrected "
+                                                            "fact): the old one is kept, marked superseded_by, "
+                                                            "and left out of searches and lists")] = None,
     ) -> m.StoreResult:
         m.check_content(content, settings.memory.max_content_bytes)
         args = check(m.StoreRequest, {
             "id": m.new_id(), "content": content, "memory_type": memory_type, "importance": importance,
             "tags": tags or [], "metadata": metadata or {}, "context": context or {}, "session": session,
+            "supersedes": supersedes,
         })
         return m.StoreResult.model_validate(_fit_echo(await run("store", args)))
 
-    @server.tool(description="Find memories by meaning (semantic search), best first, with similarity "
-                             "scores. Memories below min_similarity are left out. The answer fits "
+    @server.tool(description="Find memories by meaning and by keywords (hybrid search: exact identifiers, "
+                             "error codes, config keys, paths rank first), best first, each with its cosine "
+                             "similarity to the query. mode=semantic or keyword uses one side only; "
+                             "since/until limit the creation time. The answer fits "
                              "max_chars: long contents are cut with a marker (get_memory reads on).",
                  annotations=_READ.model_copy(update={"title": "Search memories"}))
     @readable_errors
@@ -145,14 +151,25 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         limit: Annotated[int, Field(description="at most this many (1-100)")] = 5,
         types: Annotated[list[str] | None, Field(description="only these memory types")] = None,
         tags: Annotated[list[str] | None, Field(description="only memories with any of these tags")] = None,
-        min_similarity: Annotated[float | None, Field(description="cosine similarity threshold, -1..1; "
-                                                                  "default from the config")] = None,
+        min_similarity: Annotated[float | None, Field(description="cosine floor, -1..1 (default from the "
+                                                                  "config); keyword matches pass it in hybrid "
+                                                                  "mode, it does not apply to keyword mode")]
+        = None,
         include_metadata: Annotated[bool, Field(description="also return metadata and context")] = False,
+        mode: Annotated[str, Field(description="hybrid (default: meaning + keywords), semantic, keyword")]
+        = "hybrid",
+        since: Annotated[str | None, Field(description="only memories created at or after this: ISO 8601 "
+                                                       "or an age like 30m, 24h, 7d, 2w")] = None,
+        until: Annotated[str | None, Field(description="only memories created at or before this (same forms)")]
+        = None,
+        include_superseded: Annotated[bool, Field(description="also return memories replaced by newer ones")]
+        = False,
         max_chars: MaxChars = DEFAULT_MAX_CHARS,
     ) -> SizedRetrieveResult:
         args = check(m.RetrieveRequest, {"query": query, "limit": limit, "types": types, "tags": tags,
                                          "min_similarity": min_similarity,
-                                         "include_metadata": include_metadata})
+                                         "include_metadata": include_metadata, "mode": mode, "since": since,
+                                         "until": until, "include_superseded": include_superseded})
         m.check_content(query, settings.memory.max_content_bytes, field="query")
         res = m.RetrieveResult.model_validate(await run("retrieve", args)).model_dump(mode="json")
         return SizedRetrieveResult.model_validate(fit_memories(res, max_chars))

@@ -73,6 +73,20 @@ def render_md(r: dict[str, Any]) -> str:
         for cat, f in cats.items():
             lines.append(f"| {name} | {cat} | {f['n']} | {f['hit@1']:.3f} | {f['recall@5']:.3f} | "
                          f"{f['hit@5']:.3f} | {f['mrr@5']:.3f} |")
+    var = r.get("variants")
+    if var:
+        lines += [
+            "", "## Hybrid choices (fusion, RRF k, tokenizer, min_similarity)", "",
+            "`clarity:hybrid` (default arguments unless named) under each variant, same store and questions. "
+            "The defaults shipped are the first row.", "",
+            "| variant | paraphrase hit@1 | paraphrase recall@5 | identifier hit@1 | identifier recall@5 | "
+            "keyword hit@1 | all hit@1 | all recall@5 |", "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, f in var.items():
+            g = {c: f.get(c, {"hit@1": 0.0, "recall@5": 0.0}) for c in ("paraphrase", "identifier", "keyword", "all")}
+            lines.append(f"| {name} | {g['paraphrase']['hit@1']:.3f} | {g['paraphrase']['recall@5']:.3f} | "
+                         f"{g['identifier']['hit@1']:.3f} | {g['identifier']['recall@5']:.3f} | "
+                         f"{g['keyword']['hit@1']:.3f} | {g['all']['hit@1']:.3f} | {g['all']['recall@5']:.3f} |")
     nd = r.get("near_duplicates")
     if nd:
         s = r["near_duplicate_suggestion"]
@@ -110,6 +124,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench")
     ap.add_argument("--every", type=int, default=1, help="keep every Nth question (default: all)")
+    ap.add_argument("--no-variants", action="store_true",
+                    help="skip the hybrid variants (fusion, RRF k, tokenizer, min_similarity)")
     args = ap.parse_args()
     memories, questions, pairs = load_memories(), load_questions(), load_pairs()
     problems = validate(memories, questions, pairs)
@@ -119,7 +135,8 @@ def main() -> int:
     questions = questions[:: max(1, args.every)]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="clarity-eval-") as tmp:
-        report = run_evaluation(Path(tmp) / "home", memories, questions, pairs)
+        report = run_evaluation(Path(tmp) / "home", memories, questions, pairs,
+                                variants=not args.no_variants)
     args_text = f" --every {args.every}" if args.every > 1 else ""
     report = {"meta": {**_machine(), "args": args_text, "elapsed_s": round(time.perf_counter() - t0, 1)}, **report}
     if report.get("near_duplicates"):

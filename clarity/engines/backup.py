@@ -63,7 +63,7 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str) -> dic
     """Replace the Edge shard with the backup at `path`. Caller holds the maintenance lock."""
     import qdrant_edge as q
 
-    from clarity.engines.qdrant_edge import DENSE, finish_swap, open_shard
+    from clarity.engines.qdrant_edge import edge_vectors, finish_swap, open_shard
 
     header = read_header(path)
     if header.get("model") != expected_model:
@@ -83,7 +83,7 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str) -> dic
                     continue
                 try:
                     item = orjson.loads(line)
-                    pt = q.Point(str(item["id"]), {DENSE: item["vector"]}, item["payload"])
+                    pt = q.Point(str(item["id"]), edge_vectors(item["vector"], item["payload"]), item["payload"])
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                     raise ValueError(f"{path}:{lineno}: not a backup record ({e})") from e
                 batch.append(pt)

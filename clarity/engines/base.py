@@ -1,7 +1,12 @@
 """The Engine protocol: the storage calls the memory service needs, each O(limit), never O(store).
 
 Filters are plain dicts, so engines stay interchangeable: `{"memory_type": [..], "tags": [..],
-"content_hash": "..."}`; a list matches any of its values, keys are combined with AND, None is ignored.
+"content_hash": "..."}`; a list matches any of its values, keys are combined with AND, None is ignored;
+`{"created_at": {"gte": iso, "lte": iso}}` is a datetime range on the indexed `created_at`;
+`{"superseded_by": {"is_empty": True}}` keeps points whose field is missing or empty.
+
+Every point gets a BM25 sparse vector (`clarity.memory.sparse`) from its payload's `content` when it
+is written (unless `Point.sparse` is given), so keyword and hybrid search see every memory.
 
 Durability contract (what a returned `upsert`/`delete` means; the service acknowledges a write only
 after the engine call returned):
@@ -26,7 +31,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from clarity.engines.hybrid import SearchQuery
 
 Filter = dict[str, Any]
 
@@ -44,6 +52,7 @@ class Point:
     payload: dict[str, Any]
     vector: list[float] | None = None
     score: float | None = None
+    sparse: tuple[list[int], list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,6 +78,10 @@ class Engine(Protocol):
 
     def search(self, vector: Sequence[float], limit: int, flt: Filter | None = None,
                score_threshold: float | None = None) -> list[Point]: ...
+
+    def query(self, sq: SearchQuery) -> list[Point]:
+        """Search by `sq` (see `clarity.engines.hybrid`): best first, `score` = the engine's ranking
+        score, `extra["cosine"]` = the dense cosine with the query."""
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Point]: ...
 

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from clarity.config import Settings
-from clarity.engines.qdrant_edge import DENSE, edge_dir, open_shard
+from clarity.engines.qdrant_edge import edge_dir, edge_vectors, open_shard
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def _copy(qdrant_path: Path, target: Path, dim: int, collection: str) -> int:
             while expected:
                 recs, offset = client.scroll(collection, limit=BATCH, offset=offset, with_payload=True,
                                              with_vectors=True)
-                pts = [q.Point(str(r.id), {DENSE: _vector(r.vector)}, dict(r.payload or {})) for r in recs
+                pts = [q.Point(str(r.id), edge_vectors(_vector(r.vector), dict(r.payload or {})),
+                               dict(r.payload or {})) for r in recs
                        if r.vector is not None]
                 if pts:
                     shard.update(q.UpdateOperation.upsert_points(pts))

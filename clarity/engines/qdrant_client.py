@@ -10,6 +10,11 @@ Without `url`: the legacy local store under `<home>/qdrant/` (collection `memori
 client takes a `flock`); used for migration and as the benchmark's comparison engine. Local mode loads
 every point into RAM at open and answers filters by scanning; it is not O(limit), and not for 100k.
 
+Sparse BM25 vectors: computed here with Qdrant Edge's `Bm25` (`clarity.memory.sparse`), the same as
+the Edge engine stores, into the `bm25` slot, and queries are fused the same way
+(`clarity.engines.hybrid`), so both engines rank alike. A collection created before the slot existed
+(no `bm25`) gets no sparse vectors and every mode falls back to the dense search.
+
 Guarantees: one lock around every call into the client (local mode is not thread-safe).
 """
 
@@ -23,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from clarity.engines.base import EngineLocked, Filter, Point
+from clarity.engines.hybrid import SearchQuery, client_query, cosine
+from clarity.memory.sparse import encode_document
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,7 @@ class QdrantClientEngine:
         self.exclusive = url is None and client is None
         self.name = "qdrant-server" if url is not None or client is not None else "qdrant-local"
         self._client: Any = client
+        self._sparse = True
         self._lock = threading.RLock()
 
     @property
@@ -98,7 +106,13 @@ class QdrantClientEngine:
         for key, value in (flt or {}).items():
             if value is None:
                 continue
-            if isinstance(value, list | tuple | set):
+            if isinstance(value, dict):
+                if value.get("is_empty"):
+                    must.append(m.IsEmptyCondition(is_empty=m.PayloadField(key=key)))
+                else:
+                    must.append(m.FieldCondition(key=key, range=m.DatetimeRange(gte=value.get("gte"),
+                                                                                lte=value.get("lte"))))
+            elif isinstance(value, list | tuple | set):
                 must.append(m.FieldCondition(key=key, match=m.MatchAny(any=list(value))))
             else:
                 must.append(m.FieldCondition(key=key, match=m.MatchValue(value=value)))
@@ -118,6 +132,16 @@ class QdrantClientEngine:
                     for name in ("memory_type", "tags", "content_hash", "session"):
                         c.create_payload_index(self.collection, name, m.PayloadSchemaType.KEYWORD)
                     c.create_payload_index(self.collection, "created_at", m.PayloadSchemaType.DATETIME)
+            params = c.get_collection(self.collection).config.params
+            self._sparse = SPARSE in (params.sparse_vectors or {})
+
+    def _vectors(self, p: Point) -> Any:
+        from qdrant_client import models as m
+
+        sv = p.sparse if p.sparse is not None else encode_document(str(p.payload.get("content", "")))
+        if not self._sparse or sv is None:
+            return p.vector or []
+        return {"": p.vector or [], SPARSE: m.SparseVector(indices=sv[0], values=sv[1])}
 
     def upsert(self, points: Sequence[Point]) -> None:
         from qdrant_client import models as m
@@ -127,7 +151,7 @@ class QdrantClientEngine:
         with self._lock:
             self._c().upsert(
                 self.collection,
-                points=[m.PointStruct(id=p.id, vector=p.vector or [], payload=p.payload) for p in points],
+                points=[m.PointStruct(id=p.id, vector=self._vectors(p), payload=p.payload) for p in points],
                 wait=True,
             )
 
@@ -147,6 +171,21 @@ class QdrantClientEngine:
                 score_threshold=score_threshold, with_payload=True,
             )
         return [Point(id=str(p.id), payload=dict(p.payload or {}), score=float(p.score)) for p in res.points]
+
+    def query(self, sq: SearchQuery) -> list[Point]:
+        if not self._sparse and sq.mode != "semantic":
+            sq = SearchQuery(**{**sq.__dict__, "mode": "semantic"})
+        kwargs = client_query(sq, self._filter(sq.flt), SPARSE)
+        if kwargs is None:
+            return []
+        with self._lock:
+            res = self._c().query_points(self.collection, **kwargs)
+        out = []
+        for r in res.points:
+            p = Point(id=str(r.id), payload=dict(r.payload or {}), score=float(r.score))
+            p.extra["cosine"] = cosine(_vector(r.vector), sq.dense)
+            out.append(p)
+        return out
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         if not ids:

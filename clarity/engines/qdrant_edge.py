@@ -1,7 +1,7 @@
 """Qdrant Edge (`qdrant-edge-py`) as the default Engine: one shard in `<home>/qdrant/edge/`.
 
 Layout of the shard: dense vector `dense` (cosine, the model's dimension), sparse vector `bm25` (IDF
-modifier; configured now so that adding BM25 later needs no migration; points may omit it), payload
+modifier; BM25 of the content, see `clarity.memory.sparse`; a point with no indexable term has none), payload
 indexes: keyword `memory_type`, `tags`, `content_hash`, `session`; datetime `created_at` (order-by).
 
 Guarantees: see the durability contract in `clarity.engines.base` (a returned write survives SIGKILL;
@@ -12,6 +12,11 @@ library (measured: scripts/edge_probe.py), so calls are serialized; this engine 
 `optimize()` while serving, because it holds the GIL for its whole run (24 s at 20k points here),
 freezing every thread of the owner. Search is exact (plain index) unless `optimize()` is called by
 maintenance code.
+
+Stores written before BM25 (points without `bm25`) get their sparse vectors once, when the shard is
+opened (`backfill_sparse`, in batches of `BACKFILL_BATCH`, each a vector-only update). The shard is
+opened by the lease owner, so this runs under the lease; a kill in the middle leaves the rest for the
+next open (each batch is complete or absent).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import orjson
 
 from clarity.engines.base import EngineLocked, Filter, Point
 from clarity.engines.group_commit import Flusher, GroupCommit
+from clarity.engines.hybrid import SearchQuery, cosine, edge_request
+from clarity.memory.sparse import encode_document
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ KEYWORD_FIELDS = ("memory_type", "tags", "content_hash", "session")
 DATETIME_FIELDS = ("created_at",)
 SIZE_CACHE_S = 10.0
 TIE_CAP = 10_000
+BACKFILL_BATCH = 256
 
 
 def edge_dir(qdrant_path: Path) -> Path:
@@ -61,7 +69,12 @@ def to_filter(flt: Filter | None) -> Any:
     for key, value in (flt or {}).items():
         if value is None:
             continue
-        if isinstance(value, list | tuple | set):
+        if isinstance(value, dict):
+            if value.get("is_empty"):
+                must.append(q.IsEmptyCondition(key))
+            else:
+                must.append(q.FieldCondition(key, range=q.RangeDateTime(gte=value.get("gte"), lte=value.get("lte"))))
+        elif isinstance(value, list | tuple | set):
             must.append(q.FieldCondition(key, match=q.MatchAny([str(v) for v in value])))
         else:
             must.append(q.FieldCondition(key, match=q.MatchValue(value)))
@@ -105,6 +118,45 @@ def _from_edge_payload(payload: dict[str, Any]) -> dict[str, Any]:
 def _point(rec: Any, with_vectors: bool = False, score: float | None = None) -> Point:
     return Point(id=str(rec.id), payload=_from_edge_payload(dict(rec.payload or {})),
                  vector=_dense(rec.vector) if with_vectors else None, score=score)
+
+
+def edge_vectors(dense: Sequence[float] | None, payload: dict[str, Any],
+                 sparse: tuple[list[int], list[float]] | None = None) -> dict[str, Any]:
+    """The named vectors of a point: `dense`, and `bm25` from `sparse` or else from the content."""
+    import qdrant_edge as q
+
+    out: dict[str, Any] = {DENSE: list(dense or [])}
+    sv = sparse if sparse is not None else encode_document(str(payload.get("content", "")))
+    if sv is not None:
+        out[SPARSE] = q.SparseVector(sv[0], sv[1])
+    return out
+
+
+def backfill_sparse(shard: Any) -> int:
+    """Give every point without a `bm25` vector one (from its content); returns how many got one.
+    Points whose content has no indexable term are skipped (they stay without)."""
+    import qdrant_edge as q
+
+    missing = q.Filter(must_not=[q.HasVectorCondition(SPARSE)])
+    done, cursor, seen = 0, None, 0
+    while True:
+        recs, cursor = shard.scroll(q.ScrollRequest(offset=cursor, limit=BACKFILL_BATCH, filter=missing,
+                                                    with_payload=True))
+        seen += len(recs)
+        upd = []
+        for r in recs:
+            sv = encode_document(str((r.payload or {}).get("content", "")))
+            if sv is not None:
+                upd.append(q.PointVectors(r.id, {SPARSE: q.SparseVector(sv[0], sv[1])}))
+        if upd:
+            shard.update(q.UpdateOperation.update_vectors(upd))
+            done += len(upd)
+        if cursor is None:
+            break
+    if done:
+        shard.flush()
+        log.info("added BM25 vectors to %d of %d older points", done, seen)
+    return done
 
 
 def _disk_bytes(path: Path) -> int:
@@ -189,6 +241,7 @@ class EdgeEngine:
             finish_swap(self.path.parent)
             t = time.perf_counter()
             self._shard = open_shard(self.path, dim)
+            backfill_sparse(self._shard)
             log.info("opened Edge shard %s in %.3f s", self.path, time.perf_counter() - t)
             self._group = GroupCommit(self._shard.flush)
             if self.flush_interval_s > 0:
@@ -205,7 +258,8 @@ class EdgeEngine:
 
         if not points:
             return
-        edge_points = [q.Point(p.id, {DENSE: list(p.vector or [])}, _to_edge_payload(p.payload)) for p in points]
+        edge_points = [q.Point(p.id, edge_vectors(p.vector, p.payload, p.sparse), _to_edge_payload(p.payload))
+                       for p in points]
         with self._lock:
             self._s().update(q.UpdateOperation.upsert_points(edge_points))
         self._written()
@@ -228,6 +282,19 @@ class EdgeEngine:
         with self._lock:
             res = self._s().query(req)
         return [_point(r, score=float(r.score)) for r in res]
+
+    def query(self, sq: SearchQuery) -> list[Point]:
+        req = edge_request(sq, to_filter(sq.flt), DENSE, SPARSE)
+        if req is None:
+            return []
+        with self._lock:
+            res = self._s().query(req)
+        out = []
+        for r in res:
+            p = _point(r, score=float(r.score))
+            p.extra["cosine"] = cosine(_dense(r.vector), sq.dense)
+            out.append(p)
+        return out
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         if not ids:

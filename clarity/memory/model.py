@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -116,9 +116,19 @@ class StoreRequest(_Req):
     metadata: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
     session: Session = ""
+    supersedes: str | None = None
 
     _id = field_validator("id")(_check_uuid)
     _json_size = field_validator("metadata", "context")(_check_json_size)
+
+    @field_validator("supersedes")
+    @classmethod
+    def _sup(cls, v: str | None) -> str | None:
+        return None if v is None else _check_uuid(v)
+
+
+TimeBound = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+SearchMode = Literal["hybrid", "semantic", "keyword"]
 
 
 class RetrieveRequest(_Req):
@@ -128,6 +138,10 @@ class RetrieveRequest(_Req):
     tags: list[Tag] | None = Field(default=None, max_length=MAX_FILTERS)
     min_similarity: float | None = Field(default=None, ge=-1.0, le=1.0)
     include_metadata: bool = False
+    mode: SearchMode = "hybrid"
+    since: TimeBound | None = None
+    until: TimeBound | None = None
+    include_superseded: bool = False
 
 
 class ListRequest(_Req):
@@ -136,6 +150,7 @@ class ListRequest(_Req):
     limit: int = Field(default=20, ge=1, le=MAX_LIMIT)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     include_content: bool = False
+    include_superseded: bool = False
 
 
 class GetRequest(_Req):
@@ -189,17 +204,29 @@ class Memory(BaseModel):
     content_hash: str
     session: str = ""
     similarity: float | None = None
+    supersedes: str | None = None
+    superseded_by: str | None = None
+
+
+class SimilarMemory(BaseModel):
+    id: str
+    similarity: float
 
 
 class StoreResult(BaseModel):
     id: str = Field(description="id of the stored memory (of the existing one when duplicate)")
     stored: bool = Field(description="false when the same content and type already existed")
     duplicate_of: str | None = None
+    similar_to: list[SimilarMemory] = Field(default_factory=list, description=(
+        "memories of the same type whose meaning is nearly the same (cosine >= the configured "
+        "threshold, `memory.similar_threshold`); the new memory is stored all the same: update or "
+        "delete one of them, or store with supersedes=<id> to replace an older one"))
     memory: Memory
 
 
 class RetrieveResult(BaseModel):
     query: str
+    mode: str = "hybrid"
     min_similarity: float
     count: int
     memories: list[Memory]

@@ -25,8 +25,12 @@ from typing import Any
 from clarity.config import Settings
 from clarity.embedding import Embedder
 from clarity.engines.base import Engine, Point, iter_all
+from clarity.engines.hybrid import SearchQuery
 from clarity.errors import InvalidArgument, NotFound
 from clarity.memory import model as m
+from clarity.memory.similar import similar_memories
+from clarity.memory.sparse import encode_query
+from clarity.memory.timefilter import created_range
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +67,12 @@ def _memory(p: Point, *, content: bool = True, meta: bool = True) -> dict[str, A
     if meta:
         out["metadata"] = pl.get("metadata", {})
         out["context"] = pl.get("context", {})
-    if p.score is not None:
-        out["similarity"] = round(p.score, 6)
+    for key in ("supersedes", "superseded_by"):
+        if pl.get(key):
+            out[key] = pl[key]
+    cos = p.extra.get("cosine", p.score)
+    if cos is not None:
+        out["similarity"] = round(cos, 6)
     return out
 
 
@@ -124,8 +132,12 @@ class MemoryService:
         return found[0]
 
     @staticmethod
-    def _filter(types: list[str] | None, tags: list[str] | None) -> dict[str, Any]:
-        return {"memory_type": types or None, "tags": tags or None}
+    def _filter(types: list[str] | None, tags: list[str] | None,
+                include_superseded: bool = True) -> dict[str, Any]:
+        flt: dict[str, Any] = {"memory_type": types or None, "tags": tags or None}
+        if not include_superseded:
+            flt["superseded_by"] = {"is_empty": True}
+        return flt
 
     # ---- operations --------------------------------------------------------------------------
 
@@ -142,28 +154,49 @@ class MemoryService:
         dup = self._duplicate(req.memory_type, h)
         if dup is not None:
             return {"id": dup.id, "stored": False, "duplicate_of": dup.id, "memory": _memory(dup)}
+        old = self._get_superseded(req.supersedes) if req.supersedes else None
         ts = now_iso()
         payload = {
             "content": req.content, "memory_type": req.memory_type, "importance": req.importance,
             "tags": req.tags, "metadata": req.metadata, "context": req.context,
             "created_at": ts, "updated_at": ts, "content_hash": h, "session": req.session,
         }
+        if old is not None:
+            payload["supersedes"] = old.id
         point = Point(id=req.id, payload=payload, vector=self.embedder.embed_one(req.content))
+        similar = similar_memories(self._eng(), point, self.settings.memory.similar_threshold, old)
         self._eng().upsert([point])
-        return {"id": req.id, "stored": True, "duplicate_of": None, "memory": _memory(point)}
+        if old is not None:  # after the new one: a kill in between leaves a one-sided chain, no loss
+            old.payload["superseded_by"] = req.id
+            self._eng().upsert([old])
+        return {"id": req.id, "stored": True, "duplicate_of": None, "similar_to": similar,
+                "memory": _memory(point)}
+
+    def _get_superseded(self, memory_id: str) -> Point:
+        found = self._eng().retrieve([memory_id], with_vectors=True)
+        if not found:
+            raise InvalidArgument(f"supersedes: no memory with id {memory_id}")
+        if found[0].payload.get("superseded_by"):
+            raise InvalidArgument(f"supersedes: memory {memory_id} is already superseded by "
+                                  f"{found[0].payload['superseded_by']}")
+        return found[0]
 
     def op_retrieve(self, args: dict[str, Any]) -> dict[str, Any]:
         req = m.parse(m.RetrieveRequest, args)
         m.check_content(req.query, self.settings.memory.max_content_bytes, field="query")
         threshold = self.settings.memory.min_similarity if req.min_similarity is None else req.min_similarity
-        vector = self.embedder.embed_one(req.query)
-        hits = self._eng().search(vector, req.limit, self._filter(req.types, req.tags), threshold)
+        flt = self._filter(req.types, req.tags, req.include_superseded)
+        flt["created_at"] = created_range(req.since, req.until)
+        sq = SearchQuery(dense=self.embedder.embed_one(req.query), sparse=encode_query(req.query),
+                         limit=req.limit, mode=req.mode, flt=flt, min_similarity=threshold)
+        hits = self._eng().query(sq)
         memories = [_memory(p, meta=req.include_metadata) for p in hits]
-        return {"query": req.query, "min_similarity": threshold, "count": len(memories), "memories": memories}
+        return {"query": req.query, "mode": req.mode, "min_similarity": threshold, "count": len(memories),
+                "memories": memories}
 
     def op_list(self, args: dict[str, Any]) -> dict[str, Any]:
         req = m.parse(m.ListRequest, args)
-        flt = self._filter(req.types, req.tags)
+        flt = self._filter(req.types, req.tags, req.include_superseded)
         page = self._eng().newest(flt, req.offset, req.limit)
         total = self._eng().count(flt)
         memories = [_memory(p, content=req.include_content, meta=req.include_content) for p in page]
@@ -227,7 +260,8 @@ class MemoryService:
     def op_import(self, args: dict[str, Any]) -> dict[str, Any]:
         """Store exported memories, keeping their ids and timestamps; re-embeds (models may differ)."""
         req = m.parse(m.ImportRequest, args)
-        keep = ("id", "content", "memory_type", "importance", "tags", "metadata", "context", "session")
+        keep = ("id", "content", "memory_type", "importance", "tags", "metadata", "context", "session",
+                "supersedes")
         parsed = [(item, m.parse(m.StoreRequest, {k: item[k] for k in keep if k in item}))
                   for item in req.memories]
         for _item, r in parsed:
@@ -239,7 +273,10 @@ class MemoryService:
             vectors = self.embedder.embed([r.content for _i, r in chunk])
             points = []
             for (item, r), vector in zip(chunk, vectors, strict=True):
-                payload = r.model_dump(exclude={"id"})
+                payload = r.model_dump(exclude={"id", "supersedes"})
+                for key in ("supersedes", "superseded_by"):
+                    if isinstance(item.get(key), str) and item[key]:
+                        payload[key] = item[key]
                 payload["content_hash"] = m.content_hash(r.content)
                 payload["created_at"] = iso_or_now(item.get("created_at"))
                 updated = item.get("updated_at")

@@ -138,3 +138,56 @@ def near_duplicate_report(service: MemoryService, pairs: Sequence[Pair]) -> dict
         "no_false_flags": {"threshold": strict, "near_duplicates_caught": sum(s >= strict for s in dup)},
         "pairs": [{"id": p.id, "kind": p.kind, "similarity": sims[p.id]} for p in pairs],
     }
+
+
+VARIANTS = (  # (name, fusion, rrf k, tokenizer, min_similarity or None for the configured default)
+    ("dbsf, code tokenizer (default)", "dbsf", 60, "code", None),
+    ("rrf k=60, code tokenizer", "rrf", 60, "code", None),
+    ("rrf k=10, code tokenizer", "rrf", 10, "code", None),
+    ("dbsf, word tokenizer", "dbsf", 60, "word", None),
+    ("dbsf, code, min_similarity -1", "dbsf", 60, "code", -1.0),
+    ("dbsf, code, min_similarity 0.4", "dbsf", 60, "code", 0.4),
+)
+
+
+def _reencode(service: MemoryService) -> None:
+    from clarity.engines.base import iter_all
+
+    for page in iter_all(service._eng(), with_vectors=True):
+        service._eng().upsert(page)  # the engine recomputes each sparse vector from the content
+
+
+def variant_report(service: MemoryService, questions: Sequence[Question],
+                   by_uuid: dict[str, str]) -> dict[str, Any]:
+    """Hybrid retrieval under each of VARIANTS (fusion, RRF k, tokenizer, min_similarity), with query
+    embeddings cached; restores the module defaults afterwards."""
+    from functools import lru_cache
+
+    from clarity.engines import hybrid
+    from clarity.memory import sparse
+
+    saved = (hybrid.FUSION, hybrid.RRF_K, sparse.TOKENIZER)
+    embed = service.embedder.embed_one
+    service.embedder.embed_one = lru_cache(maxsize=None)(embed)  # type: ignore[method-assign]
+    out: dict[str, Any] = {}
+    try:
+        for name, fusion, k, tok, min_sim in VARIANTS:
+            hybrid.FUSION, hybrid.RRF_K = fusion, k
+            if tok != sparse.TOKENIZER:
+                sparse.TOKENIZER = tok
+                _reencode(service)
+            ranks: Rankings = {}
+            for q in questions:
+                args: dict[str, Any] = {"query": q.query, "limit": K, "mode": "hybrid"}
+                if min_sim is not None:
+                    args["min_similarity"] = min_sim
+                res = service.execute("retrieve", args)
+                ranks[q.id] = [by_uuid.get(m["id"], m["id"]) for m in res["memories"]]
+            out[name] = score(questions, ranks)
+    finally:
+        hybrid.FUSION, hybrid.RRF_K = saved[0], saved[1]
+        if sparse.TOKENIZER != saved[2]:
+            sparse.TOKENIZER = saved[2]
+            _reencode(service)
+        service.embedder.embed_one = embed  # type: ignore[method-assign]
+    return out

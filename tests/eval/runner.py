@@ -23,7 +23,8 @@ WANTED_MODES = ("hybrid", "semantic", "keyword")
 
 
 def run_evaluation(home: Path, memories: Sequence[Memory], questions: Sequence[Question],
-                   pairs: Sequence[Pair], modes: Sequence[str] = WANTED_MODES) -> dict[str, Any]:
+                   pairs: Sequence[Pair], modes: Sequence[str] = WANTED_MODES,
+                   variants: bool = False) -> dict[str, Any]:
     if home.exists() and any(home.iterdir()):
         raise ValueError(f"{home} is not empty: the evaluation needs a fresh home")
     settings = load_settings(home)
@@ -53,6 +54,10 @@ def run_evaluation(home: Path, memories: Sequence[Memory], questions: Sequence[Q
             report["methods"][name] = ev.score(questions, ranks)
             for q in questions:
                 per_question[q.id][name] = ev.first_rank(q, ranks)
+        if variants and "hybrid" in report["modes_supported"]:
+            t0 = time.perf_counter()
+            report["variants"] = ev.variant_report(service, questions, by_uuid)
+            report["timings_s"]["variants"] = round(time.perf_counter() - t0, 2)
         report["near_duplicates"] = ev.near_duplicate_report(service, pairs) if pairs else None
         report["per_question"] = per_question
     finally:

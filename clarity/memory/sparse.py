@@ -1,0 +1,58 @@
+"""BM25 sparse vectors for memories and queries, computed in this process with Qdrant Edge's `Bm25`.
+
+Both engines store the same vectors (the Edge shard and qdrant-client's `bm25` sparse slot, each with
+the IDF modifier, so the engine weighs rare terms), so both rank keyword matches alike. Nothing is
+downloaded: the tokenizer, stemmer and stop words ship inside `qdrant-edge-py`.
+
+Choice (measured on tests/eval, docs/bench/retrieval.md): the `Code` tokenizer (splits `snake_case`,
+`camelCase`, dotted and path identifiers into their parts and keeps the whole), English stop words and
+Snowball English stemming. `TOKENIZER` may be changed before the first use (the evaluation does, to
+compare); stored vectors follow the setting they were written with.
+
+Guarantees: the same text always gives the same vector; an empty vector (no indexable token) is
+returned as `None`, and such a memory is found only by meaning.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+SparseVec = tuple[list[int], list[float]]
+
+TOKENIZER = "code"  # "code" or "word"
+_models: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _model() -> Any:
+    import qdrant_edge as q
+
+    with _lock:
+        model = _models.get(TOKENIZER)
+        if model is None:
+            tok = {"code": q.TokenizerType.Code, "word": q.TokenizerType.Word}[TOKENIZER]
+            model = q.Bm25(q.Bm25Config(tokenizer=tok, language="english"))
+            _models[TOKENIZER] = model
+        return model
+
+
+def _pack(vec: Any) -> SparseVec | None:
+    indices, values = list(vec.indices), list(vec.values)
+    if not indices:
+        return None
+    pairs = sorted(zip(indices, values, strict=True))  # one entry per index, in order
+    merged: dict[int, float] = {}
+    for i, v in pairs:
+        merged[i] = merged.get(i, 0.0) + float(v)
+    return list(merged), list(merged.values())
+
+
+def encode_document(text: str) -> SparseVec | None:
+    """The BM25 document vector of a memory's content (term-frequency weights), or None."""
+    return _pack(_model().embed_document(text))
+
+
+def encode_query(text: str) -> SparseVec | None:
+    """The BM25 query vector (each distinct term weighs 1), or None when no term is indexable."""
+    return _pack(_model().embed_query(text))
