@@ -69,9 +69,11 @@ class Bench:
         return d, d / "logs", f"{self.marker}{self.k}-"
 
     async def engine_size(self, engine: str, size: int, env: dict[str, str]) -> bool:
+        """`migrated`: a copy of the qdrant-client (legacy) store opened by the default engine, so the
+        first call includes the one-time migration to Edge; the rest measures Edge on the migrated store."""
         a = self.a
         try:
-            tpl, info = template_store(Path(a.cache), size, engine)
+            tpl, info = template_store(Path(a.cache), size, "qdrant" if engine == "migrated" else engine)
         except EngineUnavailable as e:
             self.res["engines_unavailable"][engine] = str(e)
             return False
@@ -81,7 +83,7 @@ class Bench:
         own = await sc.owner_scenario(copy_store(tpl, d / "home"), env, logs, marker, a.pairs, reads, seed=size)
         self.res["owner"].append({"engine": engine, "size": size, **own})
         fo: dict[str, Any] = {"recovery": {"p50": None, "max": None, "n": 0}}
-        if a.failovers:
+        if a.failovers and engine != "migrated":
             d, logs, marker = self.place(f"{engine}-{size}-failover")
             fo = await sc.failover_scenario(copy_store(tpl, d / "home"), env, logs, marker, a.failovers,
                                             a.failover_n, seed=size + 1)
@@ -117,7 +119,8 @@ class Bench:
         steps = len(a.engines) * (len(a.sizes) + 1)
         with progress(steps, "bench") as bar:
             for engine in a.engines:
-                env = {"CLARITY_ENGINE": engine, "CLARITY_COORDINATION_MODE": "forward"}
+                env = {"CLARITY_ENGINE": "edge" if engine == "migrated" else engine,
+                       "CLARITY_COORDINATION_MODE": "forward"}
                 ok = True
                 for size in a.sizes:
                     bar.update(note=f"{engine} {size:,} memories")
@@ -125,7 +128,7 @@ class Bench:
                     bar.advance()
                     if not ok:
                         break
-                if ok:
+                if ok and engine != "migrated":
                     bar.update(note=f"{engine}: sessions and peer")
                     await self.sessions_and_peer(engine, env)
                 bar.advance()
@@ -136,7 +139,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--smoke", action="store_true", help="checks the harness in about a minute (no peer)")
     mode.add_argument("--quick", action="store_true", help="1k memories, about a minute or two")
-    p.add_argument("--engines", nargs="+", default=["edge", "qdrant"], choices=("edge", "qdrant"))
+    p.add_argument("--engines", nargs="+", default=["edge", "qdrant"], choices=("edge", "qdrant", "migrated"),
+                   help="migrated: the qdrant-client store of each size, opened by the default engine (the "
+                        "first call includes the migration to Edge)")
     p.add_argument("--sizes", type=int, nargs="+", help="store sizes (full 1000 10000 100000; quick 1000)")
     p.add_argument("--pairs", type=int, help="store+retrieve pairs of the one-session and peer rows")
     p.add_argument("--reads", type=int, help="list_memories and memory_stats calls per size")
