@@ -58,6 +58,10 @@ class MemorySettings(_Section):
     min_similarity: float = Field(default=0.25, ge=-1.0, le=1.0)
     # store reports `similar_to` for memories of the same type at or above this cosine (docs/bench/retrieval.md)
     similar_threshold: float = Field(default=0.85, ge=0.0, le=1.0)
+    # optional ranking by recency and importance (clarity.memory.ranking); 0 = off
+    recency_weight: float = Field(default=0.0, ge=0.0, le=0.5)
+    importance_weight: float = Field(default=0.0, ge=0.0, le=0.5)
+    recency_half_life_days: float = Field(default=30.0, gt=0, le=36500)
 
 
 class CoordinationSettings(_Section):
@@ -144,6 +148,8 @@ _ENV: dict[str, tuple[str, str]] = {
 
 
     "CLARITY_SHARE_WORKTREES": ("project", "share_worktrees"),
+    "CLARITY_RECENCY_WEIGHT": ("memory", "recency_weight"),
+    "CLARITY_IMPORTANCE_WEIGHT": ("memory", "importance_weight"),
 }
 
 

@@ -151,9 +151,12 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         limit: Annotated[int, Field(description="at most this many (1-100)")] = 5,
         types: Annotated[list[str] | None, Field(description="only these memory types")] = None,
         tags: Annotated[list[str] | None, Field(description="only memories with any of these tags")] = None,
-        min_similarity: Annotated[float | None, Field(description="cosine floor, -1..1 (default from the "
-                                                                  "config); keyword matches pass it in hybrid "
-                                                                  "mode, it does not apply to keyword mode")]
+        min_similarity: Annotated[float | None, Field(description="cosine floor, -1..1. Default: "
+                                                                  "none in hybrid mode (ranking decides; each "
+                                                                  "result shows its cosine), the config's "
+                                                                  "memory.min_similarity in semantic mode; "
+                                                                  "keyword matches pass it in hybrid mode, it "
+                                                                  "does not apply to keyword mode")]
         = None,
         include_metadata: Annotated[bool, Field(description="also return metadata and context")] = False,
         mode: Annotated[str, Field(description="hybrid (default: meaning + keywords), semantic, keyword")]
@@ -164,12 +167,19 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         = None,
         include_superseded: Annotated[bool, Field(description="also return memories replaced by newer ones")]
         = False,
+        recency_weight: Annotated[float | None, Field(description="0-0.5: favour newer memories (default "
+                                                                  "from the config: 0, off)")] = None,
+        importance_weight: Annotated[float | None, Field(description="0-0.5: favour important memories "
+                                                                     "(default from the config: 0, off)")]
+        = None,
         max_chars: MaxChars = DEFAULT_MAX_CHARS,
     ) -> SizedRetrieveResult:
         args = check(m.RetrieveRequest, {"query": query, "limit": limit, "types": types, "tags": tags,
                                          "min_similarity": min_similarity,
                                          "include_metadata": include_metadata, "mode": mode, "since": since,
-                                         "until": until, "include_superseded": include_superseded})
+                                         "until": until, "include_superseded": include_superseded,
+                                         "recency_weight": recency_weight,
+                                         "importance_weight": importance_weight})
         m.check_content(query, settings.memory.max_content_bytes, field="query")
         res = m.RetrieveResult.model_validate(await run("retrieve", args)).model_dump(mode="json")
         return SizedRetrieveResult.model_validate(fit_memories(res, max_chars))

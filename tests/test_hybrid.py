@@ -104,3 +104,35 @@ def test_both_engines_rank_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     edge, client = _top("edge", tmp_path, monkeypatch), _top("qdrant", tmp_path, monkeypatch)
     assert edge["hybrid"][0] == 0 and edge["semantic"][0] != 0
     assert edge == client
+
+
+def test_recency_and_importance_weights_reorder_through_server(home: Path, tmp_path: Path) -> None:
+    """Off by default (search order); recency_weight lifts the newer of two equally relevant memories,
+    importance_weight the more important one. Timestamps are backdated through `clarity import`."""
+    import orjson
+
+    from tests.conftest import cli
+
+    old, new = str(uuid.uuid4()), str(uuid.uuid4())
+    dump = tmp_path / "two.json"
+    dump.write_bytes(orjson.dumps({"memories": [
+        {"id": old, "content": "The nightly backup job copies the orders database to cold storage",
+         "importance": 0.9, "created_at": "2025-01-01T00:00:00+00:00"},
+        {"id": new, "content": "The nightly backup job copies the orders database to cold storage at 2am",
+         "importance": 0.1, "created_at": datetime.now(UTC).isoformat()},
+    ]}))
+    cli(home, "import", str(dump))
+
+    async def go() -> None:
+        async with SessionClient(home) as s:
+            q = {"query": "nightly backup of the orders database"}
+            plain = [m["id"] for m in (await s.call("retrieve_memory", q))["memories"]]
+            recent = [m["id"] for m in (await s.call("retrieve_memory", {**q, "recency_weight": 0.5}))["memories"]]
+            weighty = [m["id"] for m in (await s.call("retrieve_memory",
+                                                      {**q, "importance_weight": 0.5}))["memories"]]
+            assert set(plain[:2]) == {old, new}
+            assert recent[0] == new and weighty[0] == old
+            with pytest.raises(ToolCallError, match="recency_weight"):
+                await s.call("retrieve_memory", {**q, "recency_weight": 0.9})
+
+    run_async(go)

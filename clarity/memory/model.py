@@ -142,6 +142,8 @@ class RetrieveRequest(_Req):
     since: TimeBound | None = None
     until: TimeBound | None = None
     include_superseded: bool = False
+    recency_weight: float | None = Field(default=None, ge=0.0, le=0.5)
+    importance_weight: float | None = Field(default=None, ge=0.0, le=0.5)
 
 
 class ListRequest(_Req):
