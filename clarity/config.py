@@ -14,6 +14,8 @@ Environment variables (each overrides the config key named beside it):
 | CLARITY_MAX_CONTENT_BYTES         | memory.max_content_bytes        |
 | CLARITY_MIN_SIMILARITY            | memory.min_similarity           |
 | CLARITY_SIMILAR_THRESHOLD         | memory.similar_threshold        |
+| CLARITY_RECENCY_WEIGHT            | memory.recency_weight           |
+| CLARITY_IMPORTANCE_WEIGHT         | memory.importance_weight        |
 | CLARITY_COORDINATION_MODE         | coordination.mode               |
 | CLARITY_CALL_DEADLINE_S           | coordination.call_deadline_s    |
 | CLARITY_HEARTBEAT_S               | coordination.heartbeat_s        |
