@@ -151,12 +151,10 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         limit: Annotated[int, Field(description="at most this many (1-100)")] = 5,
         types: Annotated[list[str] | None, Field(description="only these memory types")] = None,
         tags: Annotated[list[str] | None, Field(description="only memories with any of these tags")] = None,
-        min_similarity: Annotated[float | None, Field(description="cosine floor, -1..1. Default: "
-                                                                  "none in hybrid mode (ranking decides; each "
-                                                                  "result shows its cosine), the config's "
-                                                                  "memory.min_similarity in semantic mode; "
-                                                                  "keyword matches pass it in hybrid mode, it "
-                                                                  "does not apply to keyword mode")]
+        min_similarity: Annotated[float | None, Field(description="cosine floor, -1..1 (default from the "
+                                                                  "config, 0.25); keyword matches pass it in "
+                                                                  "hybrid mode, it does not apply to keyword "
+                                                                  "mode")]
         = None,
         include_metadata: Annotated[bool, Field(description="also return metadata and context")] = False,
         mode: Annotated[str, Field(description="hybrid (default: meaning + keywords), semantic, keyword")]

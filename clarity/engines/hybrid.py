@@ -9,8 +9,8 @@ dense branch keeps memories with cosine >= min_similarity, the keyword branch ke
 shares an indexed term with the query; a memory is returned when it passes either (a keyword match is
 never cut by the cosine floor), then both lists are fused. `keyword`: keyword matches only, the floor
 does not apply. The `similarity` reported with each memory is always that cosine (computed from the
-stored vector), never a fused score, so a person can compare it with min_similarity. Default floor
-(the service's choice, measured): none in hybrid (-1), `memory.min_similarity` (0.25) in semantic.
+stored vector), never a fused score, so a person can compare it with min_similarity. Results are
+ordered by score, ties by id, so the same query on the same store always answers the same.
 
 Fusion (measured on tests/eval, docs/bench/retrieval.md): distribution-based score fusion (DBSF: each
 branch's scores normalized by their spread, then summed); it beat RRF (k 60 and 10) on identifiers

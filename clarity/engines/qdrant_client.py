@@ -185,6 +185,7 @@ class QdrantClientEngine:
             p = Point(id=str(r.id), payload=dict(r.payload or {}), score=float(r.score))
             p.extra["cosine"] = cosine(_vector(r.vector), sq.dense)
             out.append(p)
+        out.sort(key=lambda p: (-(p.score or 0.0), p.id))  # ties in a stable order
         return out
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:

@@ -294,6 +294,7 @@ class EdgeEngine:
             p = _point(r, score=float(r.score))
             p.extra["cosine"] = cosine(_dense(r.vector), sq.dense)
             out.append(p)
+        out.sort(key=lambda p: (-(p.score or 0.0), p.id))  # ties in a stable order
         return out
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:

@@ -185,12 +185,7 @@ class MemoryService:
     def op_retrieve(self, args: dict[str, Any]) -> dict[str, Any]:
         req = m.parse(m.RetrieveRequest, args)
         m.check_content(req.query, self.settings.memory.max_content_bytes, field="query")
-        threshold = req.min_similarity
-        if threshold is None:
-            # measured on tests/eval: the configured floor helps semantic search, but in hybrid it cut
-            # paraphrase recall@5 (0.867 -> 0.858) and identifier hit@1 (0.971 -> 0.956): the default there
-            # is no floor (-1), and each result's `similarity` still shows its cosine
-            threshold = self.settings.memory.min_similarity if req.mode == "semantic" else -1.0
+        threshold = self.settings.memory.min_similarity if req.min_similarity is None else req.min_similarity
         flt = self._filter(req.types, req.tags, req.include_superseded)
         flt["created_at"] = created_range(req.since, req.until)
         mem = self.settings.memory
