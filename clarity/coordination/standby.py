@@ -20,7 +20,9 @@ Guarantees:
   locks with its descriptors, and the next candidate takes over the role.
 - A thread blocked in the kernel wait cannot be interrupted: `close` does not join it (it is a daemon
   thread). If the wait returns after `close`, the lock it got is released at once, never used.
-Not guaranteed: that the standby wins the lease against a session that tries it at the same instant
+Not guaranteed: a coordination folder deleted while a standby waits leaves it waiting on the old
+lease lock until the old owner lets go (then it notices and starts over); meanwhile a candidate may
+become standby in the new folder. And not that the standby wins the lease against a session that tries it at the same instant
 (any winner is a valid owner; it loads the model itself, which costs that failover a model load).
 """
 
@@ -114,8 +116,10 @@ class Standby:
                     lease_lock.wait(exclusive=True)  # returns the instant the owner's lock is gone
                 finally:
                     self._waiting = False
-                if self._stop.is_set() or self.own.closed or self.own.held:
-                    lease_lock.close()
+                if self._stop.is_set() or self.own.closed or self.own.held or not lease_lock.still_ours():
+                    lease_lock.close()  # closing, owner already, or the folder was replaced meanwhile
+                    if self._lock is not None and not self._lock.still_ours():
+                        self.resign()  # our standby.lock went with the old folder
                     continue
                 log.info("standby: the lease was freed; taking over")
                 if not self.own.take_over(lease_lock):

@@ -88,6 +88,7 @@ async def owner_scenario(home: Path, env: dict[str, str], logdir: Path, marker: 
             pst = await peer.status()
             out["non_owner_rss_mib"] = mib(rss_kib(peer.pid or 0))
             out["non_owner_model_loaded"] = pst["this_process"]["model_loaded"]
+            out["non_owner_stages"] = stage_timings(pst)
         finally:
             await group.stop()
     out.update(store=summarize(st_ms), retrieve=summarize(rt_ms), list=summarize(ls_ms), stats=summarize(ss_ms),
@@ -127,6 +128,18 @@ class _KillLoop:
                 self.seen.set()
 
 
+async def wait_standby(sessions: list[Session], timeout_s: float = 60.0) -> bool:
+    """Wait (at most `timeout_s`) until one of `sessions` is the ready hot standby (its model loaded,
+    waiting on the lease lock), so a kill measures a failover to it; False when none became one."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        for s in sessions:
+            if (await s.call("coordination_status"))["this_process"]["role"] == "standby":
+                return True
+        await anyio.sleep(0.1)
+    return False
+
+
 async def failover_scenario(home: Path, env: dict[str, str], logdir: Path, marker: str, reps: int, n: int,
                             seed: int) -> dict[str, Any]:
     corpus = Corpus(seed)
@@ -144,6 +157,7 @@ async def failover_scenario(home: Path, env: dict[str, str], logdir: Path, marke
                     reps_out.append({"rep": rep, "error": f"owner pid {victim_pid} is not a session's"})
                     break
                 others = [s for s in live if s is not victim]
+                await wait_standby(others)
                 fl = _KillLoop(corpus, errors)
                 with anyio.fail_after(300):
                     async with anyio.create_task_group() as inner:
