@@ -22,8 +22,9 @@ Guarantees:
   thread). If the wait returns after `close`, the lock it got is released at once, never used.
 Not guaranteed: a coordination folder deleted while a standby waits leaves it waiting on the old
 lease lock until the old owner lets go (then it notices and starts over); meanwhile a candidate may
-become standby in the new folder. And not that the standby wins the lease against a session that tries it at the same instant
-(any winner is a valid owner; it loads the model itself, which costs that failover a model load).
+become standby in the new folder. And not that the standby wins the lease against a session that
+tries it at the same instant (any winner is a valid owner; it loads the model itself, which costs
+that failover a model load).
 """
 
 from __future__ import annotations

@@ -192,11 +192,14 @@ async def throughput_scenario(home: Path, env: dict[str, str], logdir: Path, mar
     corpus = Corpus(seed)
     lat: list[float] = []
     errors: list[str] = []
+    stages: dict[str, Any] | None = None
     async with anyio.create_task_group() as tg:
         group = SessionGroup(tg, home, env, logdir, marker)
         try:
             live = await group.start(n)
             await _warm(live, corpus)
+            if n > 1:
+                await wait_standby(live)  # steady state: the standby's model load is not measured
             plans = [[store_args(corpus) for _ in range(stores)] for _ in live]
 
             async def drive(s: Session, plan: list[dict[str, Any]]) -> None:
@@ -209,9 +212,12 @@ async def throughput_scenario(home: Path, env: dict[str, str], logdir: Path, mar
                     for s, plan in zip(live, plans, strict=True):
                         inner.start_soon(drive, s, plan)
             wall = time.perf_counter() - t0
+            statuses = [await s.status() for s in live]
+            owner_st = next((st for st in statuses if st["this_process"]["role"] == "owner"), None)
+            stages = stage_timings(owner_st) if owner_st is not None else None
         finally:
             await group.stop()
-    return {"n": n, "stores_per_session": stores, "wall_s": round(wall, 3),
+    return {"n": n, "stores_per_session": stores, "wall_s": round(wall, 3), "owner_stages": stages,
             "stores_per_s": round(len(lat) / wall, 2) if wall > 0 else None, "store": summarize(lat),
             "errors": errors[:20], "error_count": len(errors)}
 
