@@ -74,6 +74,7 @@ class Ownership:
         self._hb_thread: threading.Thread | None = None
         self._warm_thread: threading.Thread | None = None
         self.embedder: Embedder | None = None  # preloaded by the hot standby
+        self.is_standby = False  # this process holds standby.lock (set by standby.py)
         self.batcher = Batcher(self.op_lock, self.cfg.call_deadline_s)
         self.on_owner: Callable[[], None] | None = None  # called after this process took the lease
 

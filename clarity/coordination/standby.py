@@ -7,9 +7,11 @@ standby (with no owner at all nobody stands by: the first call decides the owner
 
 What the standby does: it loads the embedding model (never the engine), then its thread waits in the
 kernel on the lease lock (`fs.OfdLock.wait`, F_OFD_SETLKW). The kernel drops a dead owner's lock when
-its last descriptor closes and hands it to the waiter in the same step, so the standby holds the
-lease the instant the owner dies; it then writes the record, binds the owner socket and opens the
-engine (`Ownership.take_over`). Calls arriving meanwhile wait on the operation lock, not in a retry.
+its last descriptor closes (after the dead process's memory is torn down) and wakes the waiter, which
+then takes it; the other sessions do not try the lease for `policies.STANDBY_GRACE_S` while a standby
+stands by, so the standby holds the lease as soon as it runs; it then writes the record, binds the
+owner socket and opens the engine (`Ownership.take_over`). Calls arriving meanwhile wait on the
+operation lock, not in a retry.
 Once owner (by this path or any other), it releases `standby.lock`, and another candidate becomes
 standby within `CANDIDATE_POLL_S`.
 
@@ -66,6 +68,7 @@ class Standby:
         """Give up the role (this process became owner, or is closing)."""
         with self._mutex:
             lock, self._lock = self._lock, None
+            self.own.is_standby = False
         if lock is not None:
             lock.close()
             log.info("standby: released the standby role")
@@ -84,6 +87,7 @@ class Standby:
                 lock.close()
                 return False
             self._lock = lock
+            self.own.is_standby = True
         assert lock.fd is not None
         os.ftruncate(lock.fd, 0)  # who the standby is, for `clarity status` (informational only)
         os.pwrite(lock.fd, str(os.getpid()).encode(), 0)
