@@ -68,7 +68,7 @@ def cmd_serve(settings: Settings, _a: argparse.Namespace) -> int:
     from clarity.mcp_server import build_server
 
     _limit_malloc_arenas()
-    coordinator = Coordinator(settings, warm_model=True)
+    coordinator = Coordinator(settings, warm_model=True, standby=True)
     server = build_server(settings, coordinator)
     log = logging.getLogger("clarity.serve")
 

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from importlib import resources
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clarity.config import DEFAULT_MODEL
+from clarity.coordination import timings
 from clarity.errors import ClarityError
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,12 @@ class Embedder:
         if not texts:
             return []
         model = self._load()
-        return [vec.tolist() for vec in model.embed(list(texts), batch_size=self.batch_size)]
+        t0 = time.perf_counter()
+        out = [vec.tolist() for vec in model.embed(list(texts), batch_size=self.batch_size)]
+        timings.record("embed", time.perf_counter() - t0)
+        timings.count("embed_calls")
+        timings.count("embedded_texts", len(out))
+        return out
 
     def embed_one(self, text: str) -> list[float]:
         return self.embed([text])[0]

@@ -27,6 +27,7 @@ from clarity import __version__
 from clarity.config import Settings
 from clarity.context import DEFAULT_CONTEXT_CHARS, DEFAULT_LIMIT, context_text
 from clarity.context import MAX_LIMIT as MAX_CONTEXT_LIMIT
+from clarity.coordination import timings
 from clarity.coordination.coordinator import Coordinator
 from clarity.errors import ClarityError
 from clarity.memory import model as m
@@ -109,7 +110,8 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         return await anyio.to_thread.run_sync(coordinator.call, op, args)
 
     def check(model: type[m._Req], args: dict[str, Any]) -> dict[str, Any]:
-        return m.parse(model, args).model_dump(mode="json")
+        with timings.timed("mcp_parse"):
+            return m.parse(model, args).model_dump(mode="json")
 
     @server.tool(description="Store a memory (decision, fact, preference, note, code, ...) for every "
                              "session of this project. Storing the same content with the same type again "
@@ -255,7 +257,8 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
                  annotations=_READ.model_copy(update={"title": "Coordination status"}))
     @readable_errors
     async def coordination_status() -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(coordinator.status)
+        st = await anyio.to_thread.run_sync(coordinator.status)
+        return {**st, "timings": timings.snapshot()}
 
     add_context(server, settings, coordinator)
     return server

@@ -56,9 +56,10 @@ def test_sessions_in_their_own_pid_namespaces_share_a_store_and_fail_over(
                 await s.call("store_memory", {"content": f"container {i} was here", "tags": ["ns"]})
             sts: list[Any] = [await s.call("coordination_status") for s in sessions]
             assert [st["this_process"]["pid"] for st in sts] == [1, 1, 1]
-            assert sorted(st["this_process"]["role"] for st in sts) == ["owner", "peer", "peer"]
+            assert sorted(st["this_process"]["role"].replace("standby", "peer") for st in sts) == \
+                ["owner", "peer", "peer"]  # one of the two may already be the hot standby
             for st in sts:
-                if st["this_process"]["role"] == "peer":
+                if st["this_process"]["role"] in ("peer", "standby"):
                     o = st["owner"]
                     assert o["pid"] == 1 and o["state"] == "serving" and o["same_pid_namespace"] is False
                     assert "pid 1 in another pid namespace" in o["where"]

@@ -32,6 +32,7 @@ from clarity.coordination import policies, status
 from clarity.coordination.owner_server import socket_path_for
 from clarity.coordination.ownership import Ownership
 from clarity.coordination.peer_client import PeerClient
+from clarity.coordination.standby import Standby
 from clarity.engines import engine_is_exclusive
 from clarity.errors import ClarityError, CoordinationTimeout, OwnerUnresponsive
 
@@ -41,12 +42,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WRITES = ("store", "update", "delete", "import")
+# the longest backoff between attempts: a failover (the standby binds the socket within tens of
+# milliseconds of the owner's death) is found by the next attempt within this much
+RETRY_MAX_WAIT_S = 0.05
 
 
 class Coordinator:
-    def __init__(self, settings: Settings, *, observer: bool = False, warm_model: bool = False) -> None:
+    def __init__(self, settings: Settings, *, observer: bool = False, warm_model: bool = False,
+                 standby: bool = False) -> None:
         """`warm_model`: a long-lived server loads the model in the background as soon as it takes the
-        lease; a one-shot command never does (it loads only what its one operation uses)."""
+        lease; a one-shot command never does (it loads only what its one operation uses).
+        `standby`: a long-lived server is a candidate for the hot standby (standby.py); only in forward
+        mode over an exclusive engine. A one-shot command never is."""
         self.settings = settings
         self.cfg = settings.coordination
         self.mode = self.cfg.mode
@@ -58,6 +65,10 @@ class Coordinator:
         self.peer = PeerClient(self.socket_path, self.cfg.max_frame_bytes) if self.socket_path else None
         self._closed = False
         self._close_lock = threading.Lock()
+        self.standby: Standby | None = None
+        if standby and self.exclusive and self.mode == "forward" and not observer:
+            self.standby = Standby(self.own)
+            self.standby.start()
 
     @property
     def _service(self) -> MemoryService | None:
@@ -71,6 +82,8 @@ class Coordinator:
             return "direct"
         if self.lease.held:
             return "owner"
+        if self.standby is not None and self.standby.active:
+            return "standby"
         if self.own.ticket is not None:
             return "waiter"
         return "peer" if self.mode == "forward" else "idle"
@@ -83,7 +96,7 @@ class Coordinator:
         a = policies.Attempt(op, args, deadline)
         retrying = Retrying(
             stop=stop_after_delay(self.cfg.call_deadline_s),
-            wait=wait_random_exponential(multiplier=0.01, max=0.25),
+            wait=wait_random_exponential(multiplier=0.005, max=RETRY_MAX_WAIT_S),
             retry=retry_if_exception_type(policies.Retry),
             sleep=lambda s: time.sleep(min(s, max(0.0, deadline - time.time()))),
             reraise=False,
@@ -123,6 +136,8 @@ class Coordinator:
         the engine, release, and join this object's threads."""
         with self._close_lock:
             self._closed = True
+            if self.standby is not None:
+                self.standby.close()
             self.own.close()
             if self.peer is not None:
                 self.peer.close()
@@ -133,7 +148,7 @@ class Coordinator:
         """Who owns the lease, who waits, and what this process is. Never takes the lease, never waits."""
         own_ticket = self.own.ticket.path if self.own.ticket else None
         return status.status(self.settings, lease=self.lease, own_ticket=own_ticket,
-                             me=status.this_process(self.role, self._service))
+                             me=status.this_process(self.role, self._service, self.own.embedder))
 
     def doctor(self) -> dict[str, Any]:
         return status.doctor(self.settings)

@@ -9,6 +9,9 @@ closing another descriptor of the same file, or probing it from the holder's own
 them, and two descriptors in one process conflict like two processes. They die with the last
 descriptor of their open file, so a killed process frees them at once. Guarantees:
 - `OfdLock.acquire` never waits in the kernel: it polls with short sleeps until its deadline.
+  `OfdLock.wait` is the one exception (F_OFD_SETLKW): the hot standby's background thread waits
+  in the kernel on the lease lock, so it holds the lease the moment its holder dies. It has no
+  deadline and cannot be interrupted; only a daemon thread whose process may exit under it calls it.
 - `probe(path)` never takes or drops a lock and never blocks (not even on a FIFO planted there).
 - `OfdLock.still_ours()` answers "do I hold it" in one question: our descriptor is open (so its lock
   is ours) and the path still names the file it locks.
@@ -244,6 +247,13 @@ class OfdLock:
                 return False
             time.sleep(min(_POLL_S * 5, max(0.0, deadline - time.monotonic())) or _POLL_S)
         return True
+
+    def wait(self, exclusive: bool) -> None:
+        """Take the lock, waiting in the kernel (F_OFD_SETLKW) for as long as another holds it.
+        No deadline: call it only from a daemon thread (see the module docstring)."""
+        fd = self._open()
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, _flock(fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK))
+        self.state = LockState.EXCLUSIVE if exclusive else LockState.SHARED
 
     def still_ours(self) -> bool:
         """We hold it and `path` still names the file we lock (not deleted, not replaced)."""

@@ -93,14 +93,18 @@ class Lease:
         prev = previous.get("epoch")
         return max(counter, prev if isinstance(prev, int) else 0) + 1, previous
 
-    def try_acquire(self, socket_path: str | None, mode: str) -> bool:
+    def try_acquire(self, socket_path: str | None, mode: str, locked: fs.OfdLock | None = None) -> bool:
         """Take the lease without waiting: the exclusive lease lock, then the shared records lock
-        (refused while maintenance holds it). On success write the epoch and the record."""
+        (refused while maintenance holds it). On success write the epoch and the record. `locked`:
+        a lease lock this process already holds (the hot standby's kernel wait); on failure it is
+        closed (released) too."""
         if self.held:
+            if locked is not None:
+                locked.close()
             return True
         self.ensure_dirs()
-        lease = fs.OfdLock(self.lock_path)
-        if not lease.try_lock(exclusive=True):
+        lease = locked if locked is not None else fs.OfdLock(self.lock_path)
+        if locked is None and not lease.try_lock(exclusive=True):
             self.refused_by = ("maintenance in progress (records.lock is held exclusively)"
                                if fs.probe(self.records_path) is fs.LockState.EXCLUSIVE
                                else "lease held by another process")

@@ -1,8 +1,9 @@
 """Owning the engine: become owner, run operations as owner, heartbeat, hand off, step down.
 
 Guarantees:
-- The memory service (engine and model) is only ever built in a process that holds the lease (or
-  when the engine is not exclusive, see coordinator.py).
+- The engine is only ever opened in a process that holds the lease (or when the engine is not
+  exclusive, see coordinator.py). The model is loaded by the owner, and ahead of time by the hot
+  standby (standby.py), which hands it to the service it builds when it takes over.
 - `run()` takes the operation lock within the caller's deadline, then re-checks the deadline and
   that the lease is still ours (`Lease.still_held`) before it starts the operation: a call whose
   caller already gave up is never applied, and a process that lost the lease never applies another
@@ -13,9 +14,8 @@ Guarantees:
 - `close()` ends the model warm-up and the heartbeat before it returns (a thread left inside
   onnxruntime while the interpreter exits aborts the process).
 
-A hot standby fits here: one non-owner thread waiting in the kernel on the lease lock
-(`F_OFD_SETLKW` on its own descriptor of lease.lock) and calling the same take-over code as
-`try_become_owner` once it returns.
+The hot standby (standby.py) waits in the kernel on the lease lock and calls `take_over` with the
+lock it got: the same take-over code as `try_become_owner`, then it opens the engine at once.
 """
 
 from __future__ import annotations
@@ -24,17 +24,20 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clarity.config import Settings
-from clarity.coordination import tickets
+from clarity.coordination import fs, tickets, timings
+from clarity.coordination.batcher import Batcher
 from clarity.coordination.lease import Lease
 from clarity.coordination.owner_server import OwnerServer
 from clarity.engines.base import EngineLocked
 from clarity.errors import ClarityError, CoordinationTimeout
 
 if TYPE_CHECKING:
+    from clarity.embedding import Embedder
     from clarity.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,10 @@ class NotOwner(ClarityError):
     nothing was applied here; the caller retries wherever the lease is now."""
 
     kind = "not_owner"
+
+
+class _LeaseLost(NotOwner):
+    """The lease lock file was removed or replaced under us: step down."""
 
 
 class Ownership:
@@ -66,6 +73,10 @@ class Ownership:
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._warm_thread: threading.Thread | None = None
+        self.embedder: Embedder | None = None  # preloaded by the hot standby
+        self.is_standby = False  # this process holds standby.lock (set by standby.py)
+        self.batcher = Batcher(self.op_lock, self.cfg.call_deadline_s)
+        self.on_owner: Callable[[], None] | None = None  # called after this process took the lease
 
     @property
     def held(self) -> bool:
@@ -81,7 +92,7 @@ class Ownership:
                 from clarity.memory.service import build_service
 
                 block = (lambda: self.lease.exclusive(self.cfg.call_deadline_s)) if exclusive_engine else None
-                self._service = build_service(self.settings, exclusive=block)
+                self._service = build_service(self.settings, exclusive=block, embedder=self.embedder)
             return self._service
 
     # ---- taking the lease --------------------------------------------------------------------
@@ -92,38 +103,64 @@ class Ownership:
         if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
             return False
         try:
-            if self.lease.held:
-                return True
-            if self.closed:
-                return False
-            sock = str(self.socket_path) if self.socket_path is not None else None
-            if not self.lease.try_acquire(sock, self.mode):
-                return False
-            self._owner_since = None
-            self.drop_ticket()
-            try:
-                for what in tickets.cleanup_stale(self.lease.waiters_dir):
-                    log.info("lease: removed stale %s", what)
-                if self.socket_path is not None:
-                    server = OwnerServer(self.socket_path, self.serve_forwarded, self.cfg.max_frame_bytes)
-                    server.start()
-                    self._server = server
-            except BaseException:  # never an owner nobody can reach
-                self.lease.release()
-                raise
-            if self.warm_model and self.mode != "handoff" and self._warm_thread is None:
-                # load the model while the first operation opens the engine: a failover costs the
-                # longer of the two, not their sum (handoff keeps the model between turns anyway)
-                self._warm_thread = threading.Thread(target=self._warm, name="clarity-warm", daemon=True)
-                self._warm_thread.start()
-            if self._hb_thread is None:
-                self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="clarity-heartbeat",
-                                                   daemon=True)
-                self._hb_thread.start()
-            log.info("owner: pid %s holds the lease, epoch %s, mode %s", os.getpid(), self.lease.epoch, self.mode)
-            return True
+            return self._take(None)
         finally:
             self.op_lock.release()
+
+    def take_over(self, locked: fs.OfdLock) -> bool:
+        """The hot standby got the lease lock (`locked`): become owner with it, bind the socket, then
+        open the engine before the first call arrives (calls queue on the operation lock meanwhile).
+        False (and `locked` released) when this process is closing or maintenance holds the store."""
+        with self.op_lock:
+            if self.closed:
+                locked.close()
+                return False
+            if not self._take(locked):
+                return False
+            try:
+                self.service().open_engine()
+            except Exception:  # EngineLocked & co: the first operation reports it and its caller retries
+                log.exception("standby: opening the engine after taking the lease failed")
+            return True
+
+    def _take(self, locked: fs.OfdLock | None) -> bool:
+        """Take the lease (with `locked` when given) and start serving; the operation lock is held."""
+        if self.lease.held:
+            if locked is not None:
+                locked.close()
+            return True
+        if self.closed:
+            if locked is not None:
+                locked.close()
+            return False
+        sock = str(self.socket_path) if self.socket_path is not None else None
+        if not self.lease.try_acquire(sock, self.mode, locked):
+            return False
+        self._owner_since = None
+        self.drop_ticket()
+        try:
+            for what in tickets.cleanup_stale(self.lease.waiters_dir):
+                log.info("lease: removed stale %s", what)
+            if self.socket_path is not None:
+                server = OwnerServer(self.socket_path, self.serve_forwarded, self.cfg.max_frame_bytes)
+                server.start()
+                self._server = server
+        except BaseException:  # never an owner nobody can reach
+            self.lease.release()
+            raise
+        if self.warm_model and self.mode != "handoff" and self._warm_thread is None:
+            # load the model while the first operation opens the engine: a failover costs the
+            # longer of the two, not their sum (handoff keeps the model between turns anyway)
+            self._warm_thread = threading.Thread(target=self._warm, name="clarity-warm", daemon=True)
+            self._warm_thread.start()
+        if self._hb_thread is None:
+            self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="clarity-heartbeat",
+                                               daemon=True)
+            self._hb_thread.start()
+        log.info("owner: pid %s holds the lease, epoch %s, mode %s", os.getpid(), self.lease.epoch, self.mode)
+        if self.on_owner is not None:
+            self.on_owner()
+        return True
 
     def _warm(self) -> None:
         try:
@@ -134,29 +171,33 @@ class Ownership:
     # ---- running as owner --------------------------------------------------------------------
 
     def run(self, op: str, args: dict[str, Any], deadline: float, *, forwarded: bool) -> dict[str, Any]:
-        """Run `op` here as the owner; NotOwner / CoordinationTimeout mean nothing was applied."""
-        if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
-            raise CoordinationTimeout(f"{op}: the owner was busy with other operations until the caller's "
-                                      f"deadline; nothing was applied")
+        """Run `op` here as the owner; NotOwner / CoordinationTimeout mean nothing was applied. Stores
+        go through the batcher (batcher.py): those queued while the owner is busy run together."""
         lost = False
         try:
-            if time.time() > deadline:
-                raise CoordinationTimeout(f"{op}: the caller's deadline passed while the call waited for the "
-                                          f"owner's operation lock; nothing was applied")
-            if not self.lease.held:
-                raise NotOwner("this process no longer owns the lease")
-            if not self.lease.still_held():
-                lost = True
-                raise NotOwner("this process lost the lease (its lock file was removed or replaced)")
+            if op == "store":
+                return self.batcher.submit(args, deadline, lambda: self._check(op, deadline), self._store_batch)
+            t0 = time.perf_counter()
+            if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
+                raise CoordinationTimeout(f"{op}: the owner was busy with other operations until the caller's "
+                                          f"deadline; nothing was applied")
             try:
-                result = self.service().execute(op, args)
-            except EngineLocked as e:
-                raise NotOwner(f"the engine is still open elsewhere: {e}") from None
-            if self._owner_since is None:
-                self._owner_since = time.monotonic()
-            return result
+                timings.record("queue_wait", time.perf_counter() - t0)
+                self._check(op, deadline)
+                try:
+                    with timings.timed("execute"):
+                        result = self.service().execute(op, args)
+                except EngineLocked as e:
+                    raise NotOwner(f"the engine is still open elsewhere: {e}") from None
+                if self._owner_since is None:
+                    self._owner_since = time.monotonic()
+                return result
+            finally:
+                self.op_lock.release()
+        except _LeaseLost:
+            lost = True
+            raise
         finally:
-            self.op_lock.release()
             if lost:
                 self.step_down("the lease file was removed or replaced")
             elif self._handoff_due():
@@ -164,6 +205,25 @@ class Ownership:
                     self._wake.set()  # never step down on a connection thread: its reply is not sent yet
                 else:
                     self.step_down("handing off to waiters")
+
+    def _check(self, op: str, deadline: float) -> None:
+        """Before an operation starts (operation lock held): the caller still waits, we still own."""
+        if time.time() > deadline:
+            raise CoordinationTimeout(f"{op}: the caller's deadline passed while the call waited for the "
+                                      f"owner's operation lock; nothing was applied")
+        if not self.lease.held:
+            raise NotOwner("this process no longer owns the lease")
+        if not self.lease.still_held():
+            raise _LeaseLost("this process lost the lease (its lock file was removed or replaced)")
+
+    def _store_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | BaseException]:
+        try:
+            out: list[dict[str, Any] | BaseException] = list(self.service().store_batch(batch))
+        except EngineLocked as e:
+            raise NotOwner(f"the engine is still open elsewhere: {e}") from None
+        if self._owner_since is None:
+            self._owner_since = time.monotonic()
+        return out
 
     def serve_forwarded(self, op: str, args: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         return self.run(op, args, deadline if deadline is not None else time.time() + self.cfg.call_deadline_s,

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from clarity.coordination import fs, wire
+from clarity.coordination import fs, timings, wire
 from clarity.errors import ProtocolError, UnsafeStore, from_wire
 
 
@@ -106,8 +106,10 @@ class PeerClient:
                 raise NotSent("the deadline passed before the request could be sent")
             try:
                 sock.settimeout(max(0.001, deadline - time.time()))
+                t0 = time.perf_counter()
                 wire.send_frame(sock, {"id": rid, "op": op, "args": args, "deadline": deadline})
                 reply = wire.recv_frame(sock, self.max_frame)
+                timings.record("forward", time.perf_counter() - t0)
             except TimeoutError as e:
                 self._drop()
                 raise OwnerTimeout(str(e) or "timed out") from e

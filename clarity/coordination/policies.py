@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from clarity.coordination import tickets
+from clarity.coordination import fs, tickets
 from clarity.coordination.ownership import NotOwner, Ownership
 from clarity.coordination.peer_client import NotSent, OwnerGone, OwnerTimeout, PeerClient
 from clarity.engines.base import EngineLocked
@@ -26,6 +26,7 @@ from clarity.engines.base import EngineLocked
 log = logging.getLogger(__name__)
 
 TICKET_AFTER_S = 1.0
+STANDBY_GRACE_S = 1.0
 
 
 class Retry(Exception):
@@ -43,6 +44,7 @@ class Attempt:
     deadline: float  # Unix time
     tried: list[str] = field(default_factory=list)
     unreachable_since: float | None = None  # monotonic; the owner's socket first found unreachable
+    gone_since: float | None = None  # monotonic; the owner first found gone while a standby stood by
 
 
 def run_owned(own: Ownership, a: Attempt) -> dict[str, Any]:
@@ -65,6 +67,14 @@ def forward(own: Ownership, peer: PeerClient, a: Attempt) -> dict[str, Any]:
         raise Retry() from None
     except OwnerTimeout:
         raise OutcomeUnknown() from None
+    if not own.is_standby and fs.probe(own.lease.dir / "standby.lock") is fs.LockState.EXCLUSIVE:
+        # another session stands by with its model loaded: let it take the lease (the kernel wakes
+        # its wait but does not hand it the lock), unless it has not done so within the grace
+        now = time.monotonic()
+        a.gone_since = a.gone_since if a.gone_since is not None else now
+        if now - a.gone_since < STANDBY_GRACE_S:
+            a.tried.append("waiting for the hot standby to take over")
+            raise Retry()
     if own.try_become_owner(a.deadline):
         peer.close()
         return run_owned(own, a)

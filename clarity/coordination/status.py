@@ -72,13 +72,27 @@ def owner(settings: Settings, lease: Lease | None = None) -> dict[str, Any] | No
     }
 
 
-def this_process(role: str = "observer", service: Any = None) -> dict[str, Any]:
+HEAVY = ("fastembed", "onnxruntime", "numpy", "qdrant_edge", "qdrant_client")
+
+
+def standby(settings: Settings) -> dict[str, Any] | None:
+    """The hot standby ({"pid": ...} as it wrote it in standby.lock), or None when there is none."""
+    path = settings.coordination_dir / "standby.lock"
+    if fs.probe(path) is not fs.LockState.EXCLUSIVE:
+        return None
+    raw = (fs.read_bytes_nofollow(path, 32) or b"").strip()
+    return {"pid": int(raw) if raw.isdigit() else None}
+
+
+def this_process(role: str = "observer", service: Any = None, embedder: Any = None) -> dict[str, Any]:
+    embedder = service.embedder if service is not None else embedder
     return {
         "pid": os.getpid(), "role": role,
         "engine_open": bool(service is not None and service.engine_open),
-        "model_loaded": bool(service is not None and service.embedder.loaded),
+        "model_loaded": bool(embedder is not None and embedder.loaded),
         "engine_imported": "qdrant_client" in sys.modules or "qdrant_edge" in sys.modules,
         "model_imported": "fastembed" in sys.modules,
+        "heavy_imports": [m for m in HEAVY if m in sys.modules],
     }
 
 
@@ -94,6 +108,7 @@ def status(settings: Settings, *, lease: Lease | None = None, own_ticket: Any = 
         "home_source": settings.home_source,
         "owner": owner(settings, lease),
         "waiters": waiters,
+        "standby": standby(settings),
         "this_process": me or this_process(),
     }
 

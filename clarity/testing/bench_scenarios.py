@@ -88,6 +88,7 @@ async def owner_scenario(home: Path, env: dict[str, str], logdir: Path, marker: 
             pst = await peer.status()
             out["non_owner_rss_mib"] = mib(rss_kib(peer.pid or 0))
             out["non_owner_model_loaded"] = pst["this_process"]["model_loaded"]
+            out["non_owner_stages"] = stage_timings(pst)
         finally:
             await group.stop()
     out.update(store=summarize(st_ms), retrieve=summarize(rt_ms), list=summarize(ls_ms), stats=summarize(ss_ms),
@@ -127,6 +128,18 @@ class _KillLoop:
                 self.seen.set()
 
 
+async def wait_standby(sessions: list[Session], timeout_s: float = 60.0) -> bool:
+    """Wait (at most `timeout_s`) until one of `sessions` is the ready hot standby (its model loaded,
+    waiting on the lease lock), so a kill measures a failover to it; False when none became one."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        for s in sessions:
+            if (await s.call("coordination_status"))["this_process"]["role"] == "standby":
+                return True
+        await anyio.sleep(0.1)
+    return False
+
+
 async def failover_scenario(home: Path, env: dict[str, str], logdir: Path, marker: str, reps: int, n: int,
                             seed: int) -> dict[str, Any]:
     corpus = Corpus(seed)
@@ -144,6 +157,7 @@ async def failover_scenario(home: Path, env: dict[str, str], logdir: Path, marke
                     reps_out.append({"rep": rep, "error": f"owner pid {victim_pid} is not a session's"})
                     break
                 others = [s for s in live if s is not victim]
+                await wait_standby(others)
                 fl = _KillLoop(corpus, errors)
                 with anyio.fail_after(300):
                     async with anyio.create_task_group() as inner:
@@ -178,11 +192,14 @@ async def throughput_scenario(home: Path, env: dict[str, str], logdir: Path, mar
     corpus = Corpus(seed)
     lat: list[float] = []
     errors: list[str] = []
+    stages: dict[str, Any] | None = None
     async with anyio.create_task_group() as tg:
         group = SessionGroup(tg, home, env, logdir, marker)
         try:
             live = await group.start(n)
             await _warm(live, corpus)
+            if n > 1:
+                await wait_standby(live)  # steady state: the standby's model load is not measured
             plans = [[store_args(corpus) for _ in range(stores)] for _ in live]
 
             async def drive(s: Session, plan: list[dict[str, Any]]) -> None:
@@ -195,9 +212,12 @@ async def throughput_scenario(home: Path, env: dict[str, str], logdir: Path, mar
                     for s, plan in zip(live, plans, strict=True):
                         inner.start_soon(drive, s, plan)
             wall = time.perf_counter() - t0
+            statuses = [await s.status() for s in live]
+            owner_st = next((st for st in statuses if st["this_process"]["role"] == "owner"), None)
+            stages = stage_timings(owner_st) if owner_st is not None else None
         finally:
             await group.stop()
-    return {"n": n, "stores_per_session": stores, "wall_s": round(wall, 3),
+    return {"n": n, "stores_per_session": stores, "wall_s": round(wall, 3), "owner_stages": stages,
             "stores_per_s": round(len(lat) / wall, 2) if wall > 0 else None, "store": summarize(lat),
             "errors": errors[:20], "error_count": len(errors)}
 

@@ -1,0 +1,135 @@
+"""Group commit at the owner: stores that arrive while the owner is busy run together.
+
+How: every store joins a queue, then waits for the owner's operation lock (the same lock every other
+operation takes). Whoever gets the lock first with its item still queued becomes the batch's leader:
+it runs its checks (`start`: deadline, still the owner), takes every queued item whose caller's
+deadline has not passed, runs them as one batch (`run_batch`: one embedding call for their texts, one
+engine write for their points, one flush for their acknowledgements where the durability choice
+flushes) and hands every caller its own result. A caller that gets the lock after its item ran just
+takes its result. A lone caller queues, gets the lock at once and runs a batch of one: no waiting for
+more, no added latency.
+
+Guarantees:
+- Every item is run at most once, in exactly one batch, and its caller gets that batch's result for
+  it (a result or the per-item error).
+- A caller whose wait for the lock reaches its deadline while its item is still queued removes it:
+  nothing was applied (CoordinationTimeout). Once taken into a batch, the item runs to its end and
+  its caller waits for it (bounded by `finish_s`), as with any operation already started.
+- The leader's failed checks (not the owner any more) fail its own item only; the others stay queued
+  and each caller runs the same checks when it gets the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from clarity.coordination import timings
+from clarity.errors import CoordinationTimeout
+
+Result = dict[str, Any]
+
+
+@dataclass
+class _Item:
+    args: dict[str, Any]
+    deadline: float  # Unix time
+    taken: bool = False
+    result: Result | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def finish(self, result: Result | None = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+    def outcome(self) -> Result:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class Batcher:
+    """One queue of stores in front of the owner's operation lock. Thread-safe."""
+
+    def __init__(self, op_lock: Any, finish_s: float) -> None:
+        self.op_lock = op_lock
+        self.finish_s = finish_s
+        self._mu = threading.Lock()
+        self._queue: list[_Item] = []
+        self.batches = 0
+        self.items = 0
+        self.largest = 0
+
+    def submit(self, args: dict[str, Any], deadline: float, start: Callable[[], None],
+               run_batch: Callable[[list[dict[str, Any]]], list[Result | BaseException]]) -> Result:
+        item = _Item(args, deadline)
+        with self._mu:
+            self._queue.append(item)
+        t0 = time.perf_counter()
+        if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
+            with self._mu:
+                if not item.taken:
+                    self._queue.remove(item)
+                    raise CoordinationTimeout("store: the owner was busy with other operations until the "
+                                              "caller's deadline; nothing was applied")
+            if not item.done.wait(self.finish_s):  # it is running in a batch: it runs to its end
+                raise CoordinationTimeout("store: the owner started it but did not finish in time; the "
+                                          "outcome is unknown (retrying is safe: its id was chosen first)")
+            return item.outcome()
+        try:
+            timings.record("queue_wait", time.perf_counter() - t0)
+            if item.done.is_set():
+                return item.outcome()
+            try:
+                start()
+            except BaseException:
+                with self._mu:
+                    if not item.taken:
+                        self._queue.remove(item)
+                raise
+            now = time.time()
+            with self._mu:
+                batch, self._queue = self._queue, []
+                for it in batch:
+                    it.taken = True
+            live = []
+            for it in batch:
+                if now > it.deadline:
+                    it.finish(error=CoordinationTimeout(
+                        "store: the caller's deadline passed while it waited for the owner; nothing was applied"))
+                else:
+                    live.append(it)
+            self._run(live, run_batch)
+            return item.outcome()
+        finally:
+            self.op_lock.release()
+
+    def _run(self, batch: list[_Item],
+             run_batch: Callable[[list[dict[str, Any]]], list[Result | BaseException]]) -> None:
+        if not batch:
+            return
+        self.batches += 1
+        self.items += len(batch)
+        self.largest = max(self.largest, len(batch))
+        timings.count("store_batches")
+        timings.count("batched_stores", len(batch))
+        try:
+            with timings.timed("execute"):
+                results = run_batch([it.args for it in batch])
+        except BaseException as e:  # the whole batch failed: nothing of it was acknowledged
+            for it in batch:
+                it.finish(error=e)
+            return
+        for it, r in zip(batch, results, strict=True):
+            if isinstance(r, BaseException):
+                it.finish(error=r)
+            else:
+                it.finish(result=r)
+
+    def stats(self) -> dict[str, int]:
+        return {"batches": self.batches, "batched_stores": self.items, "largest_batch": self.largest}

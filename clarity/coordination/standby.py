@@ -1,0 +1,135 @@
+"""The hot standby: one non-owner `clarity serve` session that is ready to own the engine at once.
+
+Who it is: the session holding the exclusive OFD lock on `standby.lock` in the coordination folder.
+Every long-lived server (never a one-shot CLI command) is a candidate: a background thread tries
+that lock every `CANDIDATE_POLL_S` while another process owns the lease and this one is not the
+standby (with no owner at all nobody stands by: the first call decides the owner, as before).
+
+What the standby does: it loads the embedding model (never the engine), then its thread waits in the
+kernel on the lease lock (`fs.OfdLock.wait`, F_OFD_SETLKW). The kernel drops a dead owner's lock when
+its last descriptor closes (after the dead process's memory is torn down) and wakes the waiter, which
+then takes it; the other sessions do not try the lease for `policies.STANDBY_GRACE_S` while a standby
+stands by, so the standby holds the lease as soon as it runs; it then writes the record, binds the
+owner socket and opens the engine (`Ownership.take_over`). Calls arriving meanwhile wait on the
+operation lock, not in a retry.
+Once owner (by this path or any other), it releases `standby.lock`, and another candidate becomes
+standby within `CANDIDATE_POLL_S`.
+
+Guarantees:
+- At most one standby at a time (the OFD lock); the other candidates import neither the model nor
+  any engine library.
+- A clean exit (`close`) releases `standby.lock` at once. A standby killed outright frees both of its
+  locks with its descriptors, and the next candidate takes over the role.
+- A thread blocked in the kernel wait cannot be interrupted: `close` does not join it (it is a daemon
+  thread). If the wait returns after `close`, the lock it got is released at once, never used.
+Not guaranteed: a coordination folder deleted while a standby waits leaves it waiting on the old
+lease lock until the old owner lets go (then it notices and starts over); meanwhile a candidate may
+become standby in the new folder. And not that the standby wins the lease against a session that
+tries it at the same instant (any winner is a valid owner; it loads the model itself, which costs
+that failover a model load).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from clarity.coordination import fs
+from clarity.coordination.ownership import Ownership
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_POLL_S = 0.05
+
+
+class Standby:
+    def __init__(self, own: Ownership) -> None:
+        self.own = own
+        self.path = own.lease.dir / "standby.lock"
+        self._lock: fs.OfdLock | None = None
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._waiting = False  # the model is loaded and the thread is (about to be) in the kernel wait
+        own.on_owner = self.resign
+
+    @property
+    def active(self) -> bool:
+        """This process is the standby now: it holds standby.lock, its model is loaded, and its thread
+        waits on the lease lock (it does not own the lease)."""
+        return self._lock is not None and self._waiting and not self.own.held
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="clarity-standby", daemon=True)
+        self._thread.start()
+
+    def resign(self) -> None:
+        """Give up the role (this process became owner, or is closing)."""
+        with self._mutex:
+            lock, self._lock = self._lock, None
+            self.own.is_standby = False
+        if lock is not None:
+            lock.close()
+            log.info("standby: released the standby role")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.resign()
+
+    def _become_standby(self) -> bool:
+        self.own.lease.ensure_dirs()
+        lock = fs.OfdLock(self.path)
+        if not lock.try_lock(exclusive=True):
+            return False
+        with self._mutex:
+            if self._stop.is_set():
+                lock.close()
+                return False
+            self._lock = lock
+            self.own.is_standby = True
+        assert lock.fd is not None
+        os.ftruncate(lock.fd, 0)  # who the standby is, for `clarity status` (informational only)
+        os.pwrite(lock.fd, str(os.getpid()).encode(), 0)
+        log.info("standby: this session is the hot standby")
+        return True
+
+    def _owner_exists(self) -> bool:
+        """Someone holds the lease: there is an owner to stand by for (with none, the first call
+        decides the owner, as without a standby)."""
+        return fs.probe(self.own.lease.lock_path) is fs.LockState.EXCLUSIVE
+
+    def _load_model(self) -> None:
+        if self.own.embedder is None:
+            from clarity.embedding import Embedder
+
+            e = self.own.settings.embedding
+            self.own.embedder = Embedder(e.model, self.own.settings.cache_dir, e.batch_size)
+        self.own.embedder.embed_one("warm up")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.own.held or self.own.closed or (self._lock is None and not (
+                        self._owner_exists() and self._become_standby())):
+                    self._stop.wait(CANDIDATE_POLL_S)
+                    continue
+                self._load_model()
+                lease_lock = fs.OfdLock(self.own.lease.lock_path)
+                self._waiting = True
+                try:
+                    lease_lock.wait(exclusive=True)  # returns the instant the owner's lock is gone
+                finally:
+                    self._waiting = False
+                if self._stop.is_set() or self.own.closed or self.own.held or not lease_lock.still_ours():
+                    lease_lock.close()  # closing, owner already, or the folder was replaced meanwhile
+                    if self._lock is not None and not self._lock.still_ours():
+                        self.resign()  # our standby.lock went with the old folder
+                    continue
+                log.info("standby: the lease was freed; taking over")
+                if not self.own.take_over(lease_lock):
+                    self._stop.wait(CANDIDATE_POLL_S)
+            except Exception:
+                log.exception("standby: failed; retrying")
+                self.resign()
+                self._stop.wait(1.0)

@@ -1,0 +1,73 @@
+"""Per-stage timings of recent calls in this process, for `coordination_status()["timings"]`.
+
+Stages (each recorded where it happens, so a session reports the stages it ran):
+- `mcp_parse`: the MCP edge validates a tool's arguments into a typed request (every session);
+- `forward`: a peer's round trip through the owner's socket, send to reply (non-owners);
+- `queue_wait`: an operation waits at the owner for the operation lock (owner);
+- `embed`: one embedding call (owner, standby warm-up);
+- `engine`: one engine write of a store batch (owner);
+- `execute`: one operation (or one store batch) in the memory service (owner).
+
+Guarantees: thread-safe, bounded memory (the last `WINDOW` samples per stage), never raises. The
+figures are milliseconds; `p50` is the median of the window (nearest rank). Not a benchmark: the
+windows mix calls of every kind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+WINDOW = 512
+
+_lock = threading.Lock()
+_samples: dict[str, deque[float]] = {}
+_counters: dict[str, int] = {}
+
+
+def record(stage: str, seconds: float) -> None:
+    with _lock:
+        q = _samples.get(stage)
+        if q is None:
+            q = _samples[stage] = deque(maxlen=WINDOW)
+        q.append(seconds)
+
+
+def count(name: str, n: int = 1) -> None:
+    with _lock:
+        _counters[name] = _counters.get(name, 0) + n
+
+
+@contextmanager
+def timed(stage: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        record(stage, time.perf_counter() - t0)
+
+
+def _p(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))]
+
+
+def snapshot() -> dict[str, Any]:
+    """{stage: {"n", "p50_ms", "p90_ms"}} over each stage's window, plus "counters"."""
+    with _lock:
+        data = {k: list(v) for k, v in _samples.items()}
+        counters = dict(_counters)
+    out: dict[str, Any] = {k: {"n": len(v), "p50_ms": round(_p(v, 0.5) * 1000, 3),
+                               "p90_ms": round(_p(v, 0.9) * 1000, 3)} for k, v in data.items() if v}
+    out["counters"] = counters
+    return out
+
+
+def reset() -> None:
+    with _lock:
+        _samples.clear()
+        _counters.clear()
