@@ -77,8 +77,8 @@ def render_md(r: dict[str, Any]) -> str:
     if var:
         lines += [
             "", "## Hybrid choices (fusion, RRF k, tokenizer, min_similarity)", "",
-            "`clarity:hybrid` (default arguments unless named) under each variant, same store and questions. "
-            "The defaults shipped are the first row.", "",
+            "`clarity:hybrid` (default arguments unless named; the last row is dense-only search at its "
+            "defaults) under each variant, same store and questions. The defaults shipped are the first row.", "",
             "| variant | paraphrase hit@1 | paraphrase recall@5 | identifier hit@1 | identifier recall@5 | "
             "keyword hit@1 | all hit@1 | all recall@5 |", "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]

@@ -140,13 +140,14 @@ def near_duplicate_report(service: MemoryService, pairs: Sequence[Pair]) -> dict
     }
 
 
-VARIANTS = (  # (name, fusion, rrf k, tokenizer, min_similarity or None for the configured default)
-    ("dbsf, code tokenizer (default)", "dbsf", 60, "code", None),
-    ("rrf k=60, code tokenizer", "rrf", 60, "code", None),
-    ("rrf k=10, code tokenizer", "rrf", 10, "code", None),
-    ("dbsf, word tokenizer", "dbsf", 60, "word", None),
-    ("dbsf, code, min_similarity -1", "dbsf", 60, "code", -1.0),
-    ("dbsf, code, min_similarity 0.4", "dbsf", 60, "code", 0.4),
+VARIANTS = (  # (name, fusion, rrf k, tokenizer, min_similarity or None for the configured default, mode)
+    ("dbsf, code tokenizer (default)", "dbsf", 60, "code", None, "hybrid"),
+    ("rrf k=60, code tokenizer", "rrf", 60, "code", None, "hybrid"),
+    ("rrf k=10, code tokenizer", "rrf", 10, "code", None, "hybrid"),
+    ("dbsf, word tokenizer", "dbsf", 60, "word", None, "hybrid"),
+    ("dbsf, code, min_similarity -1", "dbsf", 60, "code", -1.0, "hybrid"),
+    ("dbsf, code, min_similarity 0.4", "dbsf", 60, "code", 0.4, "hybrid"),
+    ("semantic only (dense, as 0.1), default min_similarity", "dbsf", 60, "code", None, "semantic"),
 )
 
 
@@ -171,14 +172,14 @@ def variant_report(service: MemoryService, questions: Sequence[Question],
     service.embedder.embed_one = lru_cache(maxsize=None)(embed)  # type: ignore[method-assign]
     out: dict[str, Any] = {}
     try:
-        for name, fusion, k, tok, min_sim in VARIANTS:
+        for name, fusion, k, tok, min_sim, mode in VARIANTS:
             hybrid.FUSION, hybrid.RRF_K = fusion, k
             if tok != sparse.TOKENIZER:
                 sparse.TOKENIZER = tok
                 _reencode(service)
             ranks: Rankings = {}
             for q in questions:
-                args: dict[str, Any] = {"query": q.query, "limit": K, "mode": "hybrid"}
+                args: dict[str, Any] = {"query": q.query, "limit": K, "mode": mode}
                 if min_sim is not None:
                     args["min_similarity"] = min_sim
                 res = service.execute("retrieve", args)
