@@ -41,11 +41,14 @@ log = logging.getLogger(__name__)
 
 DENSE = "dense"
 SPARSE = "bm25"
-KEYWORD_FIELDS = ("memory_type", "tags", "content_hash", "session")
+# superseded_by is indexed for the `is_empty` filter every default read carries: unindexed, it scanned the
+# whole store (count 225 ms, filtered search 190 ms at 100k); indexed 14 ms / 10 ms
+KEYWORD_FIELDS = ("memory_type", "tags", "content_hash", "session", "superseded_by")
 DATETIME_FIELDS = ("created_at",)
 SIZE_CACHE_S = 10.0
 TIE_CAP = 10_000
 BACKFILL_BATCH = 256
+BM25_COMPLETE = "clarity-bm25-complete"  # in the shard folder: every point written has had its chance at BM25
 
 
 def edge_dir(qdrant_path: Path) -> Path:
@@ -241,7 +244,10 @@ class EdgeEngine:
             finish_swap(self.path.parent)
             t = time.perf_counter()
             self._shard = open_shard(self.path, dim)
-            backfill_sparse(self._shard)
+            marker = self.path / BM25_COMPLETE
+            if not marker.exists():  # once per shard: afterwards every write carries its BM25 vector
+                backfill_sparse(self._shard)
+                marker.touch(mode=0o600)
             log.info("opened Edge shard %s in %.3f s", self.path, time.perf_counter() - t)
             self._group = GroupCommit(self._shard.flush)
             if self.flush_interval_s > 0:
