@@ -73,7 +73,8 @@ class Fuzz:
                 assert first == second, f"{tool} owner {first!r:.500} peer {second!r:.500}"
                 assert digest(self.memories()) == digest(before), f"rejected {tool} (peer) changed the store"
             elif tool in SAME_ANSWER:
-                assert first[1] == second[1], f"{tool}: owner and peer answered differently"
+                assert first[1] == second[1], \
+                    f"{tool}: owner and peer answered differently: {first!r:.700} / {second!r:.700}"
             self.cases.add(tool, "accepted" if first[0] == "ok" else "rejected")
 
         case()

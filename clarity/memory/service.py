@@ -260,7 +260,9 @@ class MemoryService:
         mem = self.settings.memory
         rw = mem.recency_weight if req.recency_weight is None else req.recency_weight
         iw = mem.importance_weight if req.importance_weight is None else req.importance_weight
-        fetch = min(100, req.limit * CANDIDATE_FACTOR) if rw > 0 or iw > 0 else req.limit
+        # a few more than asked: the engine breaks score ties in no fixed order, the engines here sort
+        # by (score, id) and the cut below makes the same query on the same store answer the same
+        fetch = min(100, req.limit * CANDIDATE_FACTOR) if rw > 0 or iw > 0 else min(100, req.limit + 10)
         sq = SearchQuery(dense=self.embedder.embed_one(req.query), sparse=encode_query(req.query),
                          limit=fetch, mode=req.mode, flt=flt, min_similarity=threshold)
         hits = rerank(self._eng().query(sq), req.limit, rw, iw, mem.recency_half_life_days)

@@ -25,7 +25,7 @@ from typing import Any
 from clarity.testing.corpus import Corpus
 from clarity.testing.progress import progress
 
-FORMAT = 1  # bump when the way stores are built changes (invalidates cached templates)
+FORMAT = 2  # bump when the way stores are built changes (invalidates cached templates); 2: BM25 vectors
 ENGINE_NAMES = {"edge": "edge", "qdrant": "qdrant"}  # substring expected in Engine.name
 
 
