@@ -13,207 +13,45 @@ library (measured: scripts/edge_probe.py), so calls are serialized; this engine 
 freezing every thread of the owner. Search is exact (plain index) unless `optimize()` is called by
 maintenance code.
 
-Stores written before BM25 (points without `bm25`) get their sparse vectors once, when the shard is
-opened (`backfill_sparse`, in batches of `BACKFILL_BATCH`, each a vector-only update). The shard is
+Stores written before BM25 (points without `bm25`) get their sparse vectors once per shard, at the
+first open (`edge_shard.backfill_sparse`, in batches, each a vector-only update; the marker file
+`BM25_COMPLETE` in the shard folder records that it ran, so later opens scan nothing). The shard is
 opened by the lease owner, so this runs under the lease; a kill in the middle leaves the rest for the
-next open (each batch is complete or absent).
+next open (each batch is complete or absent). The shard's layout and helpers: `edge_shard`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from clarity.engines.base import EngineLocked, Filter, Point
+from clarity.engines.base import Filter, Point
+from clarity.engines.edge_shard import (  # noqa: F401  (edge_dir, open_shard, ... are this module's API too)
+    BM25_COMPLETE,
+    DENSE,
+    SIZE_CACHE_S,
+    SPARSE,
+    TIE_CAP,
+    _dense,
+    _disk_bytes,
+    _point,
+    _to_edge_payload,
+    backfill_sparse,
+    edge_dir,
+    edge_vectors,
+    finish_swap,
+    open_shard,
+    remove_tree,
+    to_filter,
+)
 from clarity.engines.group_commit import Flusher, GroupCommit
 from clarity.engines.hybrid import SearchQuery, cosine, edge_request
-from clarity.memory.sparse import encode_document
 
 log = logging.getLogger(__name__)
-
-DENSE = "dense"
-SPARSE = "bm25"
-# superseded_by is indexed for the `is_empty` filter every default read carries: unindexed, it scanned the
-# whole store (count 225 ms, filtered search 190 ms at 100k); indexed 14 ms / 10 ms
-KEYWORD_FIELDS = ("memory_type", "tags", "content_hash", "session", "superseded_by")
-DATETIME_FIELDS = ("created_at",)
-SIZE_CACHE_S = 10.0
-TIE_CAP = 10_000
-BACKFILL_BATCH = 256
-BM25_COMPLETE = "clarity-bm25-complete"  # in the shard folder: every point written has had its chance at BM25
-
-
-def edge_dir(qdrant_path: Path) -> Path:
-    """Where the shard lives inside `<home>/qdrant/` (beside the legacy files and the coordination folder)."""
-    return qdrant_path / "edge"
-
-
-def edge_config(dim: int) -> Any:
-    import qdrant_edge as q
-
-    return q.EdgeConfig(
-        vectors={DENSE: q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine)},
-        sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
-    )
-
-
-def to_filter(flt: Filter | None) -> Any:
-    import qdrant_edge as q
-
-    must: list[Any] = []
-    for key, value in (flt or {}).items():
-        if value is None:
-            continue
-        if isinstance(value, dict):
-            if value.get("is_empty"):
-                must.append(q.IsEmptyCondition(key))
-            else:
-                must.append(q.FieldCondition(key, range=q.RangeDateTime(gte=value.get("gte"), lte=value.get("lte"))))
-        elif isinstance(value, list | tuple | set):
-            must.append(q.FieldCondition(key, match=q.MatchAny([str(v) for v in value])))
-        else:
-            must.append(q.FieldCondition(key, match=q.MatchValue(value)))
-    return q.Filter(must=must) if must else None
-
-
-def _dense(vec: Any) -> list[float] | None:
-    if vec is None:
-        return None
-    if isinstance(vec, dict):
-        v = vec.get(DENSE)
-        return list(v) if v is not None else None
-    return list(vec)
-
-
-# Free-form JSON payload fields are stored as JSON text: Edge parses payload floats without exact
-# round-tripping (about 1 random float in 9 came back one ulp off), and a memory's metadata must come
-# back exactly as it was stored. Nothing filters on these fields, so nothing is lost by that.
-OPAQUE_KEYS = ("metadata", "context")
-
-
-def _to_edge_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    out = dict(payload)
-    for key in OPAQUE_KEYS:
-        if key in out and not isinstance(out[key], str):
-            out[key] = orjson.dumps(out[key]).decode()
-    return out
-
-
-def _from_edge_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    for key in OPAQUE_KEYS:
-        value = payload.get(key)
-        if isinstance(value, str):
-            try:
-                payload[key] = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                pass  # not written by this engine: leave it as stored
-    return payload
-
-
-def _point(rec: Any, with_vectors: bool = False, score: float | None = None) -> Point:
-    return Point(id=str(rec.id), payload=_from_edge_payload(dict(rec.payload or {})),
-                 vector=_dense(rec.vector) if with_vectors else None, score=score)
-
-
-def edge_vectors(dense: Sequence[float] | None, payload: dict[str, Any],
-                 sparse: tuple[list[int], list[float]] | None = None) -> dict[str, Any]:
-    """The named vectors of a point: `dense`, and `bm25` from `sparse` or else from the content."""
-    import qdrant_edge as q
-
-    out: dict[str, Any] = {DENSE: list(dense or [])}
-    sv = sparse if sparse is not None else encode_document(str(payload.get("content", "")))
-    if sv is not None:
-        out[SPARSE] = q.SparseVector(sv[0], sv[1])
-    return out
-
-
-def backfill_sparse(shard: Any) -> int:
-    """Give every point without a `bm25` vector one (from its content); returns how many got one.
-    Points whose content has no indexable term are skipped (they stay without)."""
-    import qdrant_edge as q
-
-    missing = q.Filter(must_not=[q.HasVectorCondition(SPARSE)])
-    done, cursor, seen = 0, None, 0
-    while True:
-        recs, cursor = shard.scroll(q.ScrollRequest(offset=cursor, limit=BACKFILL_BATCH, filter=missing,
-                                                    with_payload=True))
-        seen += len(recs)
-        upd = []
-        for r in recs:
-            sv = encode_document(str((r.payload or {}).get("content", "")))
-            if sv is not None:
-                upd.append(q.PointVectors(r.id, {SPARSE: q.SparseVector(sv[0], sv[1])}))
-        if upd:
-            shard.update(q.UpdateOperation.update_vectors(upd))
-            done += len(upd)
-        if cursor is None:
-            break
-    if done:
-        shard.flush()
-        log.info("added BM25 vectors to %d of %d older points", done, seen)
-    return done
-
-
-def _disk_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
-def open_shard(path: Path, dim: int) -> Any:
-    """Load the shard at `path` (create it if it has no segments), with every payload index."""
-    import qdrant_edge as q
-
-    cfg = edge_config(dim)
-    try:
-        if (path / "segments").is_dir() and any((path / "segments").iterdir()):
-            shard = q.EdgeShard.load(str(path), cfg)
-        else:
-            shard = q.EdgeShard.create(str(path), cfg)
-    except Exception as e:
-        if "WouldBlock" in str(e):
-            raise EngineLocked(f"the Edge shard {path} is open in another process") from None
-        if "ncompatible" in str(e) or "dimension" in str(e).lower():
-            raise ValueError(f"the store at {path} does not match {dim}-dim vectors: {e}") from e
-        raise
-    have = set(shard.info().payload_schema)
-    for name in KEYWORD_FIELDS:
-        if name not in have:
-            shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Keyword))
-    for name in DATETIME_FIELDS:
-        if name not in have:
-            shard.update(q.UpdateOperation.create_field_index(name, q.PayloadSchemaType.Datetime))
-    return shard
-
-
-def finish_swap(qdrant_path: Path) -> None:
-    """Complete a replacement of the shard that a restore prepared (`edge.next` fully written and
-    verified, marked by `edge.next/READY`): move the old shard aside, then the new one in. Idempotent;
-    safe after a kill between the two renames (the next open finishes it)."""
-    nxt = qdrant_path / "edge.next"
-    if not (nxt / "READY").exists():
-        return
-    cur = edge_dir(qdrant_path)
-    if cur.exists():
-        backups = qdrant_path.parent / "backups"
-        backups.mkdir(exist_ok=True)
-        os.rename(cur, backups / f"edge-replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-    (nxt / "READY").unlink()
-    os.rename(nxt, cur)
-
 
 class EdgeEngine:
     name = "qdrant-edge"
@@ -393,7 +231,3 @@ class EdgeEngine:
                 finally:
                     self._shard = None
                     self._group = None
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
