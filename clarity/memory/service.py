@@ -17,14 +17,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from clarity.config import Settings
-from clarity.coordination import timings
 from clarity.embedding import Embedder
 from clarity.engines.base import Engine, Point, iter_all
 from clarity.engines.hybrid import SearchQuery
@@ -190,66 +188,11 @@ class MemoryService:
         return found[0]
 
     def store_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | ClarityError]:
-        """Many stores at once, each with op_store's semantics (an id already stored with the same
-        content returns that memory; the same content and type as a stored memory, or as an earlier
-        item of the batch, returns `duplicate_of`): one id lookup, one embedding call for the new
-        texts, one engine write. Per item a result or the ClarityError op_store would raise (then
-        that item changed nothing). An exception raised here means no item was acknowledged."""
+        """Many stores at once, each with op_store's semantics: see `clarity.memory.batch_store`."""
+        from clarity.memory.batch_store import store_batch
+
         with self._lock:
-            out: list[dict[str, Any] | ClarityError] = []
-            reqs: list[tuple[int, m.StoreRequest, str]] = []
-            for i, args in enumerate(batch):
-                try:
-                    req = m.parse(m.StoreRequest, args)
-                    m.check_content(req.content, self.settings.memory.max_content_bytes)
-                    if req.supersedes:  # two writes in a set order: run it as a single store
-                        out.append(self.op_store(args))
-                        continue
-                except ClarityError as e:
-                    out.append(e)
-                    continue
-                out.append(InvalidArgument("unanswered"))  # replaced below
-                reqs.append((i, req, m.content_hash(req.content)))
-            stored = {p.id: p for p in self._eng().retrieve(list(dict.fromkeys(r.id for _, r, _ in reqs)))} \
-                if reqs else {}
-            new: dict[str, tuple[int, Point]] = {}  # id -> (item, point) written by this batch
-            by_hash: dict[tuple[str, str], Point] = {}  # (type, hash) -> point written by this batch
-            todo: list[tuple[int, Point]] = []
-            ts = now_iso()
-            for i, req, h in reqs:
-                p = stored.get(req.id) or (new[req.id][1] if req.id in new else None)
-                if p is not None:
-                    if p.payload.get("content_hash") == h and p.payload.get("memory_type") == req.memory_type:
-                        out[i] = {"id": p.id, "stored": True, "duplicate_of": None, "memory": _memory(p)}
-                    else:
-                        out[i] = InvalidArgument(f"id {req.id} is already used by another memory")
-                    continue
-                dup = by_hash.get((req.memory_type, h)) or self._duplicate(req.memory_type, h)
-                if dup is not None:
-                    out[i] = {"id": dup.id, "stored": False, "duplicate_of": dup.id, "memory": _memory(dup)}
-                    continue
-                payload = {
-                    "content": req.content, "memory_type": req.memory_type, "importance": req.importance,
-                    "tags": req.tags, "metadata": req.metadata, "context": req.context,
-                    "created_at": ts, "updated_at": ts, "content_hash": h, "session": req.session,
-                }
-                point = Point(id=req.id, payload=payload, vector=[])
-                new[req.id] = (i, point)
-                by_hash[(req.memory_type, h)] = point
-                todo.append((i, point))
-            if todo:
-                vectors = self.embedder.embed([p.payload["content"] for _, p in todo])
-                for (_, p), v in zip(todo, vectors, strict=True):
-                    p.vector = v
-                threshold = self.settings.memory.similar_threshold
-                similar = {p.id: similar_memories(self._eng(), p, threshold, None) for _, p in todo}
-                t0 = time.perf_counter()
-                self._eng().upsert([p for _, p in todo])
-                timings.record("engine", time.perf_counter() - t0)
-                for i, p in todo:
-                    out[i] = {"id": p.id, "stored": True, "duplicate_of": None, "similar_to": similar[p.id],
-                              "memory": _memory(p)}
-            return out
+            return store_batch(self, batch)
 
     def op_retrieve(self, args: dict[str, Any]) -> dict[str, Any]:
         req = m.parse(m.RetrieveRequest, args)
