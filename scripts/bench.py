@@ -93,7 +93,8 @@ class Bench:
             "first_call_ms": own.get("first_call_ms"), "store_p50": own["store"]["p50"],
             "retrieve_p50": own["retrieve"]["p50"], "list_p50": own["list"]["p50"],
             "stats_p50": own["stats"]["p50"], "owner_rss_mib": own.get("owner_rss_mib"),
-            "non_owner_rss_mib": own.get("non_owner_rss_mib"), "failover_p50": fo["recovery"]["p50"],
+            "non_owner_rss_mib": own.get("non_owner_rss_mib"), "standby_rss_mib": own.get("standby_rss_mib"),
+            "failover_p50": fo["recovery"]["p50"],
             "failover_max": fo["recovery"]["max"], "failover_n": fo["recovery"]["n"],
             "errors": own["error_count"] + fo.get("error_count", 0), "stages": own.get("stages")})
         return True

@@ -82,13 +82,24 @@ async def owner_scenario(home: Path, env: dict[str, str], logdir: Path, marker: 
             out["engine_name"] = (await s.call("memory_stats")).get("engine") if not errors else None
             out["owner_rss_mib"] = mib(rss_kib(s.pid or 0))
             out["stages"] = stage_timings(status)
-            (peer,) = await group.start(1)
+            # two more sessions: one becomes the hot standby (model loaded), the other stays a plain peer
+            peers = await group.start(2)
+            roles: dict[str, Any] = {}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                roles = {(await p.status())["this_process"]["role"]: p for p in peers}
+                if "standby" in roles and "peer" in roles:
+                    break
+                await anyio.sleep(0.2)
+            peer = roles.get("peer", peers[0])
             for _ in range(max(3, pairs // 3)):
                 await timed(peer, "retrieve_memory", {"query": corpus.query(), "limit": 5}, fw_ms, errors)
             pst = await peer.status()
             out["non_owner_rss_mib"] = mib(rss_kib(peer.pid or 0))
             out["non_owner_model_loaded"] = pst["this_process"]["model_loaded"]
             out["non_owner_stages"] = stage_timings(pst)
+            if "standby" in roles:
+                out["standby_rss_mib"] = mib(rss_kib(roles["standby"].pid or 0))
         finally:
             await group.stop()
     out.update(store=summarize(st_ms), retrieve=summarize(rt_ms), list=summarize(ls_ms), stats=summarize(ss_ms),
