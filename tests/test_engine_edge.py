@@ -238,3 +238,32 @@ def test_payload_values_come_back_exactly(tmp_path: Path) -> None:
         assert got[p.id] == p.payload
     req = m.parse(m.StoreRequest, {"id": str(uuid.uuid4()), "content": "x", "importance": 0.123456789})
     assert req.importance == 0.123457
+
+
+def test_older_points_get_bm25_vectors_once(tmp_path: Path) -> None:
+    """A shard written before BM25 (points with only a dense vector) gets its sparse vectors at the first
+    open, so keyword search finds them; the marker makes later opens skip the scan."""
+    import qdrant_edge as q
+
+    from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, open_shard
+    from clarity.engines.hybrid import SearchQuery
+    from clarity.memory.sparse import encode_query
+
+    path = tmp_path / "edge"
+    shard = open_shard(path, 4)
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    texts = ["the ERR_LEASE_EXPIRED error means the lease ran out", "deploys go out on tuesday", "use pytest"]
+    shard.update(q.UpdateOperation.upsert_points(
+        [q.Point(i, {DENSE: [1.0, 0.0, 0.0, 0.0]}, {"content": t, "created_at": "2026-01-01T00:00:00+00:00"})
+         for i, t in zip(ids, texts, strict=True)]))
+    shard.flush()
+    shard.close()
+    assert not (path / BM25_COMPLETE).exists()
+
+    engine = EdgeEngine(path)
+    engine.ensure_collection(4)
+    hits = engine.query(SearchQuery(dense=[1.0, 0.0, 0.0, 0.0], sparse=encode_query("ERR_LEASE_EXPIRED"), limit=3,
+                                    mode="keyword"))
+    engine.close()
+    assert [h.id for h in hits][:1] == [ids[0]]
+    assert (path / BM25_COMPLETE).exists()
