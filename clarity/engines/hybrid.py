@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clarity.engines.base import Point
+
 MODES = ("hybrid", "semantic", "keyword")
 FUSION = "dbsf"  # "rrf" or "dbsf"; module settings, changed only by the evaluation to compare
 RRF_K = 60
@@ -53,6 +55,17 @@ def cosine(a: Sequence[float] | None, b: Sequence[float]) -> float | None:
     na = math.sqrt(sum(x * x for x in a))
     nb = math.sqrt(sum(y * y for y in b))
     return dot / (na * nb) if na and nb else 0.0
+
+
+def ranked(hits: Sequence[tuple[Point, Sequence[float] | None]], dense: Sequence[float]) -> list[Point]:
+    """Each hit with its cosine to the query (from its stored dense vector) in `extra["cosine"]`, best
+    score first, ties by id: the same query on the same store always answers in the same order."""
+    out = []
+    for p, vector in hits:
+        p.extra["cosine"] = cosine(vector, dense)
+        out.append(p)
+    out.sort(key=lambda p: (-(p.score or 0.0), p.id))
+    return out
 
 
 def edge_request(sq: SearchQuery, flt: Any, dense_name: str, sparse_name: str) -> Any:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from clarity.engines.base import EngineLocked, Filter, Point
-from clarity.engines.hybrid import SearchQuery, client_query, cosine
+from clarity.engines.hybrid import SearchQuery, client_query, ranked
 from clarity.memory.sparse import encode_document
 
 log = logging.getLogger(__name__)
@@ -180,13 +180,8 @@ class QdrantClientEngine:
             return []
         with self._lock:
             res = self._c().query_points(self.collection, **kwargs)
-        out = []
-        for r in res.points:
-            p = Point(id=str(r.id), payload=dict(r.payload or {}), score=float(r.score))
-            p.extra["cosine"] = cosine(_vector(r.vector), sq.dense)
-            out.append(p)
-        out.sort(key=lambda p: (-(p.score or 0.0), p.id))  # ties in a stable order
-        return out
+        return ranked([(Point(id=str(r.id), payload=dict(r.payload or {}), score=float(r.score)), _vector(r.vector))
+                       for r in res.points], sq.dense)
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         if not ids:

@@ -49,7 +49,7 @@ from clarity.engines.edge_shard import (  # noqa: F401  (edge_dir, open_shard, .
     to_filter,
 )
 from clarity.engines.group_commit import Flusher, GroupCommit
-from clarity.engines.hybrid import SearchQuery, cosine, edge_request
+from clarity.engines.hybrid import SearchQuery, edge_request, ranked
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +133,7 @@ class EdgeEngine:
             return []
         with self._lock:
             res = self._s().query(req)
-        out = []
-        for r in res:
-            p = _point(r, score=float(r.score))
-            p.extra["cosine"] = cosine(_dense(r.vector), sq.dense)
-            out.append(p)
-        out.sort(key=lambda p: (-(p.score or 0.0), p.id))  # ties in a stable order
-        return out
+        return ranked([(_point(r, score=float(r.score)), _dense(r.vector)) for r in res], sq.dense)
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[Point]:
         if not ids:
