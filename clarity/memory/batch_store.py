@@ -17,7 +17,7 @@ from clarity.coordination import timings
 from clarity.engines.base import Point
 from clarity.errors import ClarityError, InvalidArgument
 from clarity.memory import model as m
-from clarity.memory.service import _memory, now_iso
+from clarity.memory.service import _memory, new_payload, now_iso
 from clarity.memory.similar import similar_memories
 
 if TYPE_CHECKING:
@@ -58,12 +58,7 @@ def store_batch(svc: MemoryService, batch: list[dict[str, Any]]) -> list[dict[st
         if dup is not None:
             out[i] = {"id": dup.id, "stored": False, "duplicate_of": dup.id, "memory": _memory(dup)}
             continue
-        payload = {
-            "content": req.content, "memory_type": req.memory_type, "importance": req.importance,
-            "tags": req.tags, "metadata": req.metadata, "context": req.context,
-            "created_at": ts, "updated_at": ts, "content_hash": h, "session": req.session,
-        }
-        point = Point(id=req.id, payload=payload, vector=[])
+        point = Point(id=req.id, payload=new_payload(req, h, ts), vector=[])
         new[req.id] = (i, point)
         by_hash[(req.memory_type, h)] = point
         todo.append((i, point))

@@ -40,6 +40,15 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def new_payload(req: m.StoreRequest, content_hash: str, ts: str) -> dict[str, Any]:
+    """The payload of a memory stored by `req` at `ts` (op_store and batched stores alike)."""
+    return {
+        "content": req.content, "memory_type": req.memory_type, "importance": req.importance,
+        "tags": req.tags, "metadata": req.metadata, "context": req.context,
+        "created_at": ts, "updated_at": ts, "content_hash": content_hash, "session": req.session,
+    }
+
+
 def iso_or_now(value: Any) -> str:
     """`value` if it is an ISO 8601 timestamp with a time zone (engines order by it), else now."""
     if isinstance(value, str):
@@ -161,12 +170,7 @@ class MemoryService:
         if dup is not None:
             return {"id": dup.id, "stored": False, "duplicate_of": dup.id, "memory": _memory(dup)}
         old = self._get_superseded(req.supersedes) if req.supersedes else None
-        ts = now_iso()
-        payload = {
-            "content": req.content, "memory_type": req.memory_type, "importance": req.importance,
-            "tags": req.tags, "metadata": req.metadata, "context": req.context,
-            "created_at": ts, "updated_at": ts, "content_hash": h, "session": req.session,
-        }
+        payload = new_payload(req, h, now_iso())
         if old is not None:
             payload["supersedes"] = old.id
         point = Point(id=req.id, payload=payload, vector=self.embedder.embed_one(req.content))
