@@ -91,7 +91,7 @@ def this_process(role: str = "observer", service: Any = None, embedder: Any = No
         "engine_open": bool(service is not None and service.engine_open),
         "model_loaded": bool(embedder is not None and embedder.loaded),
         "engine_imported": "qdrant_client" in sys.modules or "qdrant_edge" in sys.modules,
-        "model_imported": "fastembed" in sys.modules,
+        "model_imported": "fastembed" in sys.modules or "onnxruntime" in sys.modules,
         "heavy_imports": [m for m in HEAVY if m in sys.modules],
     }
 
