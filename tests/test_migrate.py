@@ -1,4 +1,5 @@
-"""Migration of a qdrant-client home to Edge: exactly once, nothing lost, kills at every stage."""
+"""Migration of a qdrant-client home to Edge: exactly once, nothing lost, kills at every stage, the copy
+in a child process (failing, overdue, orphaned)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 from clarity.config import load_settings
 from clarity.engines.migrate import PAUSE_ENV, legacy_present, migrate_if_needed
+from clarity.engines.migrate_child import DEADLINE_ENV, MigrationFailed
 from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
 
 from .conftest import cli
@@ -110,4 +112,96 @@ def test_kill_at_any_stage_then_next_owner_finishes(home: Path, stage: str) -> N
     else:
         assert edge_dir(settings.qdrant_path).exists() and legacy_present(settings.qdrant_path)
     migrate_if_needed(settings, DIM, nullcontext)
+    check_migrated(home, points)
+
+
+RUN_AND_REPORT = ("import json, os, sys\nfrom contextlib import nullcontext\nfrom clarity.config import load_settings\n"
+                  "from clarity.engines.migrate import migrate_if_needed\n"
+                  "res = migrate_if_needed(load_settings(sys.argv[1]), 384, nullcontext)\n"
+                  "loaded = 'qdrant_client' in sys.modules\n"
+                  "print(json.dumps({'res': res, 'pid': os.getpid(), 'qdrant_client': loaded}))\n")
+
+
+def test_the_copy_runs_in_a_child_process(home: Path) -> None:
+    """The owner never loads the legacy store: qdrant_client is not imported in it, another pid copied."""
+    points = write_legacy(home, 400)
+    proc = subprocess.run([sys.executable, "-c", RUN_AND_REPORT, str(home)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = orjson.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["res"]["count"] == 400
+    assert out["qdrant_client"] is False
+    assert isinstance(out["res"].get("child_pid"), int) and out["res"]["child_pid"] != out["pid"]
+    assert "migration child" in proc.stderr  # the child logs to stderr, never to stdout
+    check_migrated(home, points)
+    assert not (load_settings(home).qdrant_path / "edge.migrating.lock").exists()
+
+
+def _legacy_files(home: Path) -> dict[str, bytes]:
+    q = load_settings(home).qdrant_path
+    return {str(p.relative_to(q)): p.read_bytes() for p in sorted(q.rglob("*"))
+            if p.is_file() and p.name != ".lock" and ".qdrant_coordination" not in p.parts}
+
+
+def test_a_failing_child_leaves_the_legacy_store_untouched(home: Path) -> None:
+    write_legacy(home, 100)
+    settings = load_settings(home)
+    (sqlite,) = (settings.qdrant_path / "collection" / "memories").glob("*.sqlite")
+    sqlite.write_bytes(b"this is not a database" * 100)
+    before = _legacy_files(home)
+    with pytest.raises(MigrationFailed) as err:
+        migrate_if_needed(settings, DIM, nullcontext)
+    assert "exit code 1" in err.value.message and "the legacy store stays" in err.value.message
+    assert "database" in err.value.message  # the child's own error travels to the parent
+    assert _legacy_files(home) == before
+    assert legacy_present(settings.qdrant_path) and not edge_dir(settings.qdrant_path).exists()
+    assert not (settings.qdrant_path / "edge.migrating").exists()
+    assert not settings.backups_dir.exists() or not any(settings.backups_dir.iterdir())
+
+
+def _gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] == "Z":
+                    return True  # a zombie runs no more (its parent reaps it)
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_an_overdue_child_is_killed_and_nothing_changes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    points = write_legacy(home, 200)
+    settings = load_settings(home)
+    before = _legacy_files(home)
+    monkeypatch.setenv(PAUSE_ENV, "copy")
+    monkeypatch.setenv(DEADLINE_ENV, "8")
+    with pytest.raises(MigrationFailed, match="did not finish within 8 s"):
+        migrate_if_needed(settings, DIM, nullcontext)
+    child = int((home / "migrate-paused-copy").read_text())
+    assert child != os.getpid() and _gone(child)
+    assert _legacy_files(home) == before and not (settings.qdrant_path / "edge.migrating").exists()
+    monkeypatch.delenv(PAUSE_ENV)
+    monkeypatch.delenv(DEADLINE_ENV)
+    migrate_if_needed(settings, DIM, nullcontext)
+    check_migrated(home, points)
+
+
+def test_sigkill_of_the_parent_kills_the_child(home: Path) -> None:
+    points = write_legacy(home, 300)
+    marker = home / "migrate-paused-copy"
+    proc = subprocess.Popen([sys.executable, "-c", MIGRATE, str(home)], env={**os.environ, PAUSE_ENV: "copy"},
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    assert child != proc.pid
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    assert _gone(child), f"the migration child {child} outlived its parent"
+    migrate_if_needed(load_settings(home), DIM, nullcontext)
     check_migrated(home, points)
