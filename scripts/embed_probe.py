@@ -6,13 +6,14 @@ Each variant runs in a fresh child process (so RSS figures are its own), `--roun
 - `clarity`: `Embedder` on a cache that holds the optimised copy (every later load).
 Reported per variant (medians over rounds): RSS before the load (after imports), the RSS the load adds,
 after a warm-up embed, after a batch of 32 long texts; load time; one text and 8 texts per call, wall
-and CPU time (process CPU: every onnxruntime thread counts) as p50 over the calls, and the max cosine
+and CPU time (process CPU: every onnxruntime thread counts) as p50 over the calls, the same for one call
+of 32 texts of mixed lengths (5 to 200 words, 3 calls), and the max cosine
 distance of the vectors to fastembed's.
 Then the real thing: two `clarity serve` sessions on one fresh home (real MCP clients), a store from one
 and a retrieve from the other; once the non-owner is the hot standby with its model loaded, VmRSS of both
 server processes (`--standby-only` runs just this part, e.g. against another checkout on PYTHONPATH).
 Writes docs/bench/embed_probe.md (and .json).
-Usage: python scripts/embed_probe.py [--rounds 3] [--calls 100] [--standby-only]
+Usage: python scripts/embed_probe.py [--rounds 3] [--calls 100] [--standby-only | --markdown-only]
 """
 
 from __future__ import annotations
@@ -85,11 +86,14 @@ def child(variant: str, cache: Path, calls: int) -> dict[str, Any]:
     warm = rss_mib()
     one = timed_calls(lambda i: embed([f"{TEXT} {i}"]), calls)
     eight = timed_calls(lambda i: embed([f"{TEXT} {i} {j}" for j in range(8)]), max(10, calls // 4))
+    mixed = [f"memory {i} " + "word " * (3 + (i * 37) % 200) for i in range(32)]
+    mix = timed_calls(lambda i: embed(mixed), 3)
     embed([f"long text {i} " + "word " * 300 for i in range(32)])
     big = rss_mib()
     return {"load_s": load_s, "rss_base": base, "load_mib": loaded - base, "warm_mib": warm - base,
             "big_mib": big - base, "one_wall_ms": one[0], "one_cpu_ms": one[1],
-            "eight_wall_ms": eight[0], "eight_cpu_ms": eight[1], "vectors": embed(CHECK_TEXTS).tolist()}
+            "eight_wall_ms": eight[0], "eight_cpu_ms": eight[1], "mixed_wall_ms": mix[0], "mixed_cpu_ms": mix[1],
+            "vectors": embed(CHECK_TEXTS).tolist()}
 
 
 def run_child(variant: str, cache: Path, calls: int) -> dict[str, Any]:
@@ -134,6 +138,28 @@ def standby_rss(rounds: int) -> dict[str, float]:
     return {role: statistics.median(o[role] for o in out) for role in out[0]}
 
 
+def write_markdown(report: dict[str, Any]) -> None:
+    meta, table, servers = report["meta"], report["table"], report["servers_rss_mib"]
+    lines = ["# Embedding model probe (scripts/embed_probe.py)", "",
+             f"all-MiniLM-L6-v2 (int8 weights), medians of {meta['rounds']} rounds, each variant in a fresh process; "
+             f"{meta['calls']} one-text calls, {max(10, meta['calls'] // 4)} eight-text calls. RSS in MiB over the "
+             "process after importing the runtime; CPU is process CPU time (all onnxruntime threads).", "",
+             "| variant | RSS base | +load | +warm | +32 long texts | load s | 1 text wall ms | 1 text CPU ms "
+             "| 8 texts wall ms | 8 texts CPU ms | 32 mixed wall ms | 32 mixed CPU ms | min cosine vs fastembed |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for variant, row in table.items():
+        lines.append(f"| {variant} | {row['rss_base']:.0f} | {row['load_mib']:.0f} | {row['warm_mib']:.0f} | "
+                     f"{row['big_mib']:.0f} | {row['load_s']:.2f} | {row['one_wall_ms']:.2f} | "
+                     f"{row['one_cpu_ms']:.2f} | {row['eight_wall_ms']:.2f} | {row['eight_cpu_ms']:.2f} | "
+                     f"{row['mixed_wall_ms']:.0f} | {row['mixed_cpu_ms']:.0f} | "
+                     f"{row['min_cosine_vs_fastembed']:.8f} |")
+    lines += ["", "Two `clarity serve` sessions on one fresh home after a store and a retrieve, once the non-owner "
+              "is the hot standby with its model loaded (VmRSS, MiB, median of rounds): "
+              + ", ".join(f"{role} {mib:.0f}" for role, mib in sorted(servers.items())) + "."]
+    (OUT / "embed_probe.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -141,9 +167,13 @@ def main() -> None:
     ap.add_argument("--child")
     ap.add_argument("--cache")
     ap.add_argument("--standby-only", action="store_true")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, Path(args.cache), args.calls)))
+        return
+    if args.markdown_only:
+        write_markdown(json.loads((OUT / "embed_probe.json").read_text()))
         return
     if args.standby_only:
         print(json.dumps(standby_rss(args.rounds)))
@@ -159,7 +189,7 @@ def main() -> None:
                 print(f"round {r + 1}/{args.rounds} {variant}: done", file=sys.stderr, flush=True)
     ref = np.array(runs["fastembed"][0]["vectors"])
     keys = ("rss_base", "load_mib", "warm_mib", "big_mib", "load_s", "one_wall_ms", "one_cpu_ms",
-            "eight_wall_ms", "eight_cpu_ms")
+            "eight_wall_ms", "eight_cpu_ms", "mixed_wall_ms", "mixed_cpu_ms")
     table: dict[str, dict[str, float]] = {}
     for variant, rs in runs.items():
         row = {k: round(statistics.median(r[k] for r in rs), 3) for k in keys}
@@ -171,23 +201,7 @@ def main() -> None:
             "calls": args.calls}
     report = {"meta": meta, "table": table, "servers_rss_mib": servers}
     (OUT / "embed_probe.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# Embedding model probe (scripts/embed_probe.py)", "",
-             f"all-MiniLM-L6-v2 (int8 weights), medians of {args.rounds} rounds, each variant in a fresh process; "
-             f"{args.calls} one-text calls, {max(10, args.calls // 4)} eight-text calls. RSS in MiB over the "
-             "process after importing the runtime; CPU is process CPU time (all onnxruntime threads).", "",
-             "| variant | RSS base | +load | +warm | +32 long texts | load s | 1 text wall ms | 1 text CPU ms "
-             "| 8 texts wall ms | 8 texts CPU ms | min cosine vs fastembed |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for variant, row in table.items():
-        lines.append(f"| {variant} | {row['rss_base']:.0f} | {row['load_mib']:.0f} | {row['warm_mib']:.0f} | "
-                     f"{row['big_mib']:.0f} | {row['load_s']:.2f} | {row['one_wall_ms']:.2f} | "
-                     f"{row['one_cpu_ms']:.2f} | {row['eight_wall_ms']:.2f} | {row['eight_cpu_ms']:.2f} | "
-                     f"{row['min_cosine_vs_fastembed']:.8f} |")
-    lines += ["", "Two `clarity serve` sessions on one fresh home after a store and a retrieve, once the non-owner "
-              "is the hot standby with its model loaded (VmRSS, MiB, median of rounds): "
-              + ", ".join(f"{role} {mib:.0f}" for role, mib in sorted(servers.items())) + "."]
-    (OUT / "embed_probe.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_markdown(report)
 
 
 if __name__ == "__main__":
