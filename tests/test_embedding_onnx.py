@@ -85,7 +85,8 @@ def test_concurrent_embeds_agree(cache: Path) -> None:
         assert np.allclose(results[k], expected[k::4], atol=1e-5)
 
 
-def test_optimised_copy_is_built_once_and_reused(tmp_path: Path) -> None:
+def test_optimised_copy_is_built_once_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLARITY_MODEL_CACHE", raising=False)
     emb = Embedder(DEFAULT_MODEL, tmp_path)
     first = np.array(emb.embed(["hello"]))
     (opt,) = [p for p in (tmp_path / "models").iterdir() if "-ort" in p.name]
@@ -98,7 +99,9 @@ def test_optimised_copy_is_built_once_and_reused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate-data", "wrong-probe", "garbage-graph"])
-def test_a_damaged_optimised_copy_is_rebuilt(tmp_path: Path, fastembed_vectors: np.ndarray, damage: str) -> None:
+def test_a_damaged_optimised_copy_is_rebuilt(tmp_path: Path, fastembed_vectors: np.ndarray, damage: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLARITY_MODEL_CACHE", raising=False)
     Embedder(DEFAULT_MODEL, tmp_path).embed(["build it"])
     (opt,) = [p for p in (tmp_path / "models").iterdir() if "-ort" in p.name]
     if damage == "truncate-data":
