@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+RQ = TypeVar("RQ", bound=m.Request)
 MAX_ERROR_CHARS = 1000
 
 
@@ -95,23 +96,18 @@ MaxChars = Annotated[int, Field(ge=MIN_MAX_CHARS, le=MAX_MAX_CHARS,
                                             "contents are cut with a marker (get_memory reads on)")]
 
 
-def _fit_echo(res: dict[str, Any]) -> dict[str, Any]:
-    """store and update echo the memory: cut its content to the default budget (the caller has it)."""
-    mem = page_memory(res["memory"], DEFAULT_MAX_CHARS - 1000)
-    return {**res, "memory": {k: v for k, v in mem.items() if k in m.Memory.model_fields}}
-
-
 def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
     server: MCPServer = MCPServer(name="alunai-clarity", version=__version__, instructions=INSTRUCTIONS,
                                   log_level=settings.log_level)
     session = os.environ.get("CLARITY_SESSION_ID") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
-    async def run(op: str, args: dict[str, Any]) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(coordinator.call, op, args)
+    async def run(op: str, req: m.Request) -> dict[str, Any]:
+        """The typed request goes as is to this process's service, or once as JSON to the owner."""
+        return await anyio.to_thread.run_sync(coordinator.call, op, req)
 
-    def check(model: type[m._Req], args: dict[str, Any]) -> dict[str, Any]:
+    def check(model: type[RQ], args: dict[str, Any]) -> RQ:
         with timings.timed("mcp_parse"):
-            return m.parse(model, args).model_dump(mode="json")
+            return m.parse(model, args)
 
     @server.tool(description="Store a memory (decision, fact, preference, note, code, ...) for every "
                              "session of this project. Storing the same content with the same type again "
@@ -139,7 +135,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
             "tags": tags or [], "metadata": metadata or {}, "context": context or {}, "session": session,
             "supersedes": supersedes,
         })
-        return m.StoreResult.model_validate(_fit_echo(await run("store", args)))
+        return m.StoreResult.model_validate(await run("store", args))
 
     @server.tool(description="Find memories by meaning and by keywords (hybrid search: exact identifiers, "
                              "error codes, config keys, paths rank first), best first, each with its cosine "
@@ -181,8 +177,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
                                          "recency_weight": recency_weight,
                                          "importance_weight": importance_weight})
         m.check_content(query, settings.memory.max_content_bytes, field="query")
-        res = m.RetrieveResult.model_validate(await run("retrieve", args)).model_dump(mode="json")
-        return SizedRetrieveResult.model_validate(fit_memories(res, max_chars))
+        return SizedRetrieveResult.model_validate(fit_memories(await run("retrieve", args), max_chars))
 
     @server.tool(description="List memories, newest first, optionally filtered by type and tags. The "
                              "answer fits max_chars: memories that do not fit are counted in omitted "
@@ -200,8 +195,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
     ) -> SizedListResult:
         args = check(m.ListRequest, {"types": types, "tags": tags, "limit": limit, "offset": offset,
                                      "include_content": include_content})
-        res = m.ListResult.model_validate(await run("list", args)).model_dump(mode="json")
-        return SizedListResult.model_validate(fit_memories(res, max_chars))
+        return SizedListResult.model_validate(fit_memories(await run("list", args), max_chars))
 
     @server.tool(description="Get one memory by id, with its content, metadata and context. A content "
                              "longer than max_chars allows is shown from offset in pieces: pass "
@@ -213,11 +207,11 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         offset: Annotated[int, Field(ge=0, description="show the content from this character on")] = 0,
         max_chars: MaxChars = DEFAULT_MAX_CHARS,
     ) -> MemoryPage:
-        mem = m.Memory.model_validate(await run("get", check(m.GetRequest, {"memory_id": memory_id})))
-        size = len(mem.content or "")
+        mem = await run("get", check(m.GetRequest, {"memory_id": memory_id}))
+        size = len(mem.get("content") or "")
         if offset > size:
             raise ToolError(f"offset {offset} is past the end of the content ({size} characters)")
-        return MemoryPage.model_validate(page_memory(mem.model_dump(mode="json"), max_chars, offset))
+        return MemoryPage.model_validate(page_memory(mem, max_chars, offset))
 
     @server.tool(description="Change fields of a memory: content (re-embedded), memory_type, importance, "
                              "tags, metadata, context. The old values are overwritten.",
@@ -233,7 +227,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         content = (updates or {}).get("content")
         if isinstance(content, str):
             m.check_content(content, settings.memory.max_content_bytes)
-        return m.UpdateResult.model_validate(_fit_echo(await run("update", args)))
+        return m.UpdateResult.model_validate(await run("update", args))
 
     @server.tool(description="Delete memories by id. Ids that do not exist are reported in not_found.",
                  annotations=ToolAnnotations(title="Delete memories", read_only_hint=False,
@@ -250,7 +244,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
                  annotations=_READ.model_copy(update={"title": "Memory statistics"}))
     @readable_errors
     async def memory_stats() -> m.StatsResult:
-        return m.StatsResult.model_validate(await run("stats", {}))
+        return m.StatsResult.model_validate(await run("stats", m.StatsRequest()))
 
     @server.tool(description="Who owns the shared store now (pid, epoch, heartbeat, state), who waits, "
                              "and this session's role. Never takes the lease.",

@@ -25,17 +25,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clarity.coordination import timings
 from clarity.errors import CoordinationTimeout
+
+if TYPE_CHECKING:
+    from clarity.memory.model import Args
 
 Result = dict[str, Any]
 
 
 @dataclass
 class _Item:
-    args: dict[str, Any]
+    args: Args
     deadline: float  # Unix time
     taken: bool = False
     result: Result | None = None
@@ -65,8 +68,8 @@ class Batcher:
         self.items = 0
         self.largest = 0
 
-    def submit(self, args: dict[str, Any], deadline: float, start: Callable[[], None],
-               run_batch: Callable[[list[dict[str, Any]]], list[Result | BaseException]]) -> Result:
+    def submit(self, args: Args, deadline: float, start: Callable[[], None],
+               run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> Result:
         item = _Item(args, deadline)
         with self._mu:
             self._queue.append(item)
@@ -110,7 +113,7 @@ class Batcher:
             self.op_lock.release()
 
     def _run(self, batch: list[_Item],
-             run_batch: Callable[[list[dict[str, Any]]], list[Result | BaseException]]) -> None:
+             run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> None:
         if not batch:
             return
         self.batches += 1

@@ -37,6 +37,7 @@ from clarity.engines import engine_is_exclusive
 from clarity.errors import ClarityError, CoordinationTimeout, OwnerUnresponsive
 
 if TYPE_CHECKING:
+    from clarity.memory.model import Args
     from clarity.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,9 @@ class Coordinator:
             return "waiter"
         return "peer" if self.mode == "forward" else "idle"
 
-    def call(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Run `op(args)` wherever it can run now; see the module docstring for what holds."""
+    def call(self, op: str, args: Args) -> dict[str, Any]:
+        """Run `op(args)` wherever it can run now; see the module docstring for what holds. `args` is
+        JSON or the op's request model already parsed here (run as is here, sent once as JSON)."""
         if self._closed:
             raise ClarityError("this Clarity process is shutting down")
         deadline = time.time() + self.cfg.call_deadline_s

@@ -30,10 +30,18 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
+def _plain(obj: Any) -> Any:
+    """A parsed request (a pydantic model) travels as its fields: encoded once, straight to JSON."""
+    dump = getattr(obj, "model_dump", None)
+    if dump is None:
+        raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+    return dump()
+
+
 def encode(obj: Any) -> bytes:
     """One frame. ProtocolError (readable, nothing sent) for a value JSON cannot carry."""
     try:
-        body = orjson.dumps(obj)
+        body = orjson.dumps(obj, default=_plain)
     except orjson.JSONEncodeError as e:
         raise ProtocolError(f"cannot encode the message as JSON: {e}") from None
     return _LEN.pack(len(body)) + body

@@ -94,6 +94,10 @@ class _Req(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+Request = _Req  # any request model: the service takes one parsed in its own process as is
+Args = dict[str, Any] | _Req  # an operation's arguments: JSON (parsed where it runs) or a parsed request
+
+
 class MemoryFields(_Req):
     """The fields a caller may set on a memory (all optional: used by update)."""
 
@@ -216,14 +220,17 @@ class SimilarMemory(BaseModel):
 
 
 class StoreResult(BaseModel):
+    """What a store answers: the id and what happened, not the memory (the caller has it; get_memory
+    returns it whole)."""
+
     id: str = Field(description="id of the stored memory (of the existing one when duplicate)")
     stored: bool = Field(description="false when the same content and type already existed")
-    duplicate_of: str | None = None
+    duplicate_of: str | None = Field(default=None, description="the existing memory's id when not stored")
+    created_at: str = Field(description="when the memory (the existing one when duplicate) was stored")
     similar_to: list[SimilarMemory] = Field(default_factory=list, description=(
         "memories of the same type whose meaning is nearly the same (cosine >= the configured "
         "threshold, `memory.similar_threshold`); the new memory is stored all the same: update or "
         "delete one of them, or store with supersedes=<id> to replace an older one"))
-    memory: Memory
 
 
 class RetrieveResult(BaseModel):
@@ -242,10 +249,12 @@ class ListResult(BaseModel):
 
 
 class UpdateResult(BaseModel):
+    """What an update answers (get_memory returns the updated memory)."""
+
     id: str
     updated_fields: list[str]
-    reembedded: bool
-    memory: Memory
+    reembedded: bool = Field(description="true when the content changed and was embedded again")
+    updated_at: str
 
 
 class DeleteResult(BaseModel):
@@ -268,7 +277,11 @@ T = TypeVar("T", bound=BaseModel)
 
 
 def parse(model: type[T], data: Any) -> T:
-    """Validate `data` as `model`, raising InvalidArgument with a readable message."""
+    """Validate `data` as `model`, raising InvalidArgument with a readable message. An instance of
+    `model` is returned as is: it was validated when it was made (a request parsed at the MCP edge
+    and handed to the service in the same process is not parsed again)."""
+    if isinstance(data, model):
+        return data
     try:
         return model.model_validate(data)
     except ValidationError as e:
