@@ -19,17 +19,16 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from clarity import __version__
 from clarity.config import Settings
-from clarity.context import DEFAULT_CONTEXT_CHARS, DEFAULT_LIMIT, context_text
-from clarity.context import MAX_LIMIT as MAX_CONTEXT_LIMIT
 from clarity.coordination import timings
 from clarity.coordination.coordinator import Coordinator
 from clarity.errors import ClarityError
+from clarity.mcp_context import add_context
 from clarity.memory import model as m
 from clarity.memory.budget import (
     DEFAULT_MAX_CHARS,
@@ -47,6 +46,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 RQ = TypeVar("RQ", bound=m.Request)
+RS = TypeVar("RS", bound=BaseModel)
 MAX_ERROR_CHARS = 1000
 
 
@@ -109,6 +109,11 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         with timings.timed("mcp_parse"):
             return m.parse(model, args)
 
+    def reply(model: type[RS], result: dict[str, Any], max_chars: int | None = None) -> RS:
+        """The answer validated once into the tool's output model (fitted to `max_chars` first)."""
+        with timings.timed("mcp_reply"):
+            return model.model_validate(result if max_chars is None else fit_memories(result, max_chars))
+
     @server.tool(description="Store a memory (decision, fact, preference, note, code, ...) for every "
                              "session of this project. Storing the same content with the same type again "
                              "returns the existing memory as duplicate_of.",
@@ -135,7 +140,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
             "tags": tags or [], "metadata": metadata or {}, "context": context or {}, "session": session,
             "supersedes": supersedes,
         })
-        return m.StoreResult.model_validate(await run("store", args))
+        return reply(m.StoreResult, await run("store", args))
 
     @server.tool(description="Find memories by meaning and by keywords (hybrid search: exact identifiers, "
                              "error codes, config keys, paths rank first), best first, each with its cosine "
@@ -177,7 +182,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
                                          "recency_weight": recency_weight,
                                          "importance_weight": importance_weight})
         m.check_content(query, settings.memory.max_content_bytes, field="query")
-        return SizedRetrieveResult.model_validate(fit_memories(await run("retrieve", args), max_chars))
+        return reply(SizedRetrieveResult, await run("retrieve", args), max_chars)
 
     @server.tool(description="List memories, newest first, optionally filtered by type and tags. The "
                              "answer fits max_chars: memories that do not fit are counted in omitted "
@@ -195,7 +200,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
     ) -> SizedListResult:
         args = check(m.ListRequest, {"types": types, "tags": tags, "limit": limit, "offset": offset,
                                      "include_content": include_content})
-        return SizedListResult.model_validate(fit_memories(await run("list", args), max_chars))
+        return reply(SizedListResult, await run("list", args), max_chars)
 
     @server.tool(description="Get one memory by id, with its content, metadata and context. A content "
                              "longer than max_chars allows is shown from offset in pieces: pass "
@@ -211,7 +216,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         size = len(mem.get("content") or "")
         if offset > size:
             raise ToolError(f"offset {offset} is past the end of the content ({size} characters)")
-        return MemoryPage.model_validate(page_memory(mem, max_chars, offset))
+        return reply(MemoryPage, page_memory(mem, max_chars, offset))
 
     @server.tool(description="Change fields of a memory: content (re-embedded), memory_type, importance, "
                              "tags, metadata, context. The old values are overwritten.",
@@ -227,7 +232,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         content = (updates or {}).get("content")
         if isinstance(content, str):
             m.check_content(content, settings.memory.max_content_bytes)
-        return m.UpdateResult.model_validate(await run("update", args))
+        return reply(m.UpdateResult, await run("update", args))
 
     @server.tool(description="Delete memories by id. Ids that do not exist are reported in not_found.",
                  annotations=ToolAnnotations(title="Delete memories", read_only_hint=False,
@@ -238,13 +243,13 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         memory_ids: Annotated[list[str], Field(description="ids of the memories to delete")],
     ) -> m.DeleteResult:
         args = check(m.DeleteRequest, {"memory_ids": memory_ids})
-        return m.DeleteResult.model_validate(await run("delete", args))
+        return reply(m.DeleteResult, await run("delete", args))
 
     @server.tool(description="Totals by memory type, the engine, the embedding model and storage size.",
                  annotations=_READ.model_copy(update={"title": "Memory statistics"}))
     @readable_errors
     async def memory_stats() -> m.StatsResult:
-        return m.StatsResult.model_validate(await run("stats", m.StatsRequest()))
+        return reply(m.StatsResult, await run("stats", m.StatsRequest()))
 
     @server.tool(description="Who owns the shared store now (pid, epoch, heartbeat, state), who waits, "
                              "and this session's role. Never takes the lease.",
@@ -256,44 +261,6 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
 
     add_context(server, settings, coordinator)
     return server
-
-
-REVIEW_PROMPT = """\
-Below are this project's most important recent memories from Clarity, the memory every agent session
-on the project shares. Review them before you start:
-1. Take them into account in this session; say which ones matter for the task at hand.
-2. If one is wrong, outdated or contradicted by the code, correct it with update_memory, or remove it
-   with delete_memory (say which and why).
-3. If something important about the project is missing, propose a memory to store.
-
-{context}"""
-
-
-def add_context(server: MCPServer, settings: Settings, coordinator: Coordinator) -> None:
-    """The resource `clarity://context` (the project's most useful memories, ranked as
-    `clarity context` ranks them) and the prompt `review_memories` that asks the agent to review them."""
-
-    async def text(limit: int) -> str:
-        try:
-            return await anyio.to_thread.run_sync(
-                lambda: context_text(coordinator.call, limit, DEFAULT_CONTEXT_CHARS, str(settings.home)))
-        except ClarityError as e:
-            raise ResourceError(e.message) from None
-
-    @server.resource("clarity://context", name="project-memories", title="Project memories",
-                     description="The project's most useful memories (importance and recency), as text an "
-                                 "agent reads at session start; the same as `clarity context`.",
-                     mime_type="text/markdown")
-    async def project_memories() -> str:
-        return await text(DEFAULT_LIMIT)
-
-    @server.prompt(name="review_memories", title="Review project memories",
-                   description="Show the project's most important recent memories and ask the agent to "
-                               "review them: use them, correct what is outdated, propose what is missing.")
-    async def review_memories(limit: int = DEFAULT_LIMIT) -> str:
-        if not 1 <= limit <= MAX_CONTEXT_LIMIT:
-            raise ValueError(f"limit must be 1..{MAX_CONTEXT_LIMIT}")
-        return REVIEW_PROMPT.format(context=await text(limit))
 
 
 async def serve(settings: Settings) -> None:

@@ -41,6 +41,7 @@ Result = dict[str, Any]
 class _Item:
     args: Args
     deadline: float  # Unix time
+    queued_at: float = field(default_factory=time.perf_counter)
     taken: bool = False
     result: Result | None = None
     error: BaseException | None = None
@@ -73,7 +74,6 @@ class Batcher:
     def submit(self, args: Args, deadline: float, start: Callable[[], None],
                run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> Result:
         item = _Item(args, deadline)
-        t0 = time.perf_counter()
         with self._cv:
             self._queue.append(item)
             while self._leading and not item.done.is_set():
@@ -90,7 +90,7 @@ class Batcher:
         if not lead:  # done, or running in a batch (it runs to its end)
             return self._await(item)
         try:
-            self._lead(item, deadline, t0, start, run_batch)
+            self._lead(item, deadline, start, run_batch)
         finally:
             with self._cv:
                 self._leading = False
@@ -108,7 +108,7 @@ class Batcher:
             if not item.taken and item in self._queue:
                 self._queue.remove(item)
 
-    def _lead(self, item: _Item, deadline: float, t0: float, start: Callable[[], None],
+    def _lead(self, item: _Item, deadline: float, start: Callable[[], None],
               run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> None:
         """As the leader (its item still queued): take the operation lock, check, run all that is queued."""
         if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
@@ -116,17 +116,17 @@ class Batcher:
             raise CoordinationTimeout("store: the owner was busy with other operations until the "
                                       "caller's deadline; nothing was applied")
         try:
-            timings.record("queue_wait", time.perf_counter() - t0)
             try:
                 start()
             except BaseException:
                 self._drop(item)
                 raise
-            now = time.time()
+            now, t_start = time.time(), time.perf_counter()
             with self._cv:
                 batch, self._queue = self._queue, []
                 for it in batch:
                     it.taken = True
+                    timings.record("queue_wait", t_start - it.queued_at)  # from submit to its batch's start
             live = []
             for it in batch:
                 if now > it.deadline:
