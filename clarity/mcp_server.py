@@ -1,5 +1,7 @@
 """The MCP tools (mcp 2.x MCPServer over stdio). No storage logic here: each tool validates its
-arguments, chooses ids for writes, and hands one operation to the Coordinator.
+arguments once into a typed request (`mcp_parse`), chooses ids for writes, and hands it to the
+Coordinator (run as is when this process owns the store, else sent once as JSON to the owner); the
+answer is validated once into the tool's output model (`mcp_reply`), fitted to `max_chars` where sized.
 
 Tool names and shapes follow Alunai Clarity's, so existing prompts keep working. Every failure comes
 back as a tool error (`isError`) with a message a person can read, whether the call ran here or was

@@ -1,7 +1,10 @@
 """MemoryService: validation, ids, payloads, embedding and dedup over one Engine.
 
-Operations are domain-level (text in, memories out) and their arguments and results are plain JSON
-values, so the same call can run here or be forwarded to another process. Guarantees: an operation
+Operations are domain-level (text in, memories out). Their arguments are JSON (parsed here, once) or
+the operation's request model parsed in this same process (taken as is, not parsed again); their
+results are plain JSON values, so the same call can run here or be forwarded to another process. A
+store answers `store_result` (id, stored, duplicate_of, created_at, similar_to), an update its id,
+fields and `updated_at`: never the memory (`get` returns it). Guarantees: an operation
 that raises changed nothing; `store` returns only once the memory is in the engine's storage; storing
 with an id that is already stored with the same content returns that memory (a retry is idempotent);
 the same content with the same type is stored once (`duplicate_of`). One lock serializes operations.
