@@ -1,5 +1,7 @@
 """The MCP tools (mcp 2.x MCPServer over stdio). No storage logic here: each tool validates its
-arguments, chooses ids for writes, and hands one operation to the Coordinator.
+arguments once into a typed request (`mcp_parse`), chooses ids for writes, and hands it to the
+Coordinator (run as is when this process owns the store, else sent once as JSON to the owner); the
+answer is validated once into the tool's output model (`mcp_reply`), fitted to `max_chars` where sized.
 
 Tool names and shapes follow Alunai Clarity's, so existing prompts keep working. Every failure comes
 back as a tool error (`isError`) with a message a person can read, whether the call ran here or was
@@ -19,17 +21,16 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from clarity import __version__
 from clarity.config import Settings
-from clarity.context import DEFAULT_CONTEXT_CHARS, DEFAULT_LIMIT, context_text
-from clarity.context import MAX_LIMIT as MAX_CONTEXT_LIMIT
 from clarity.coordination import timings
 from clarity.coordination.coordinator import Coordinator
 from clarity.errors import ClarityError
+from clarity.mcp_context import add_context
 from clarity.memory import model as m
 from clarity.memory.budget import (
     DEFAULT_MAX_CHARS,
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+RQ = TypeVar("RQ", bound=m.Request)
+RS = TypeVar("RS", bound=BaseModel)
 MAX_ERROR_CHARS = 1000
 
 
@@ -95,23 +98,23 @@ MaxChars = Annotated[int, Field(ge=MIN_MAX_CHARS, le=MAX_MAX_CHARS,
                                             "contents are cut with a marker (get_memory reads on)")]
 
 
-def _fit_echo(res: dict[str, Any]) -> dict[str, Any]:
-    """store and update echo the memory: cut its content to the default budget (the caller has it)."""
-    mem = page_memory(res["memory"], DEFAULT_MAX_CHARS - 1000)
-    return {**res, "memory": {k: v for k, v in mem.items() if k in m.Memory.model_fields}}
-
-
 def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
     server: MCPServer = MCPServer(name="alunai-clarity", version=__version__, instructions=INSTRUCTIONS,
                                   log_level=settings.log_level)
     session = os.environ.get("CLARITY_SESSION_ID") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
-    async def run(op: str, args: dict[str, Any]) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(coordinator.call, op, args)
+    async def run(op: str, req: m.Request) -> dict[str, Any]:
+        """The typed request goes as is to this process's service, or once as JSON to the owner."""
+        return await anyio.to_thread.run_sync(coordinator.call, op, req)
 
-    def check(model: type[m._Req], args: dict[str, Any]) -> dict[str, Any]:
+    def check(model: type[RQ], args: dict[str, Any]) -> RQ:
         with timings.timed("mcp_parse"):
-            return m.parse(model, args).model_dump(mode="json")
+            return m.parse(model, args)
+
+    def reply(model: type[RS], result: dict[str, Any], max_chars: int | None = None) -> RS:
+        """The answer validated once into the tool's output model (fitted to `max_chars` first)."""
+        with timings.timed("mcp_reply"):
+            return model.model_validate(result if max_chars is None else fit_memories(result, max_chars))
 
     @server.tool(description="Store a memory (decision, fact, preference, note, code, ...) for every "
                              "session of this project. Storing the same content with the same type again "
@@ -139,7 +142,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
             "tags": tags or [], "metadata": metadata or {}, "context": context or {}, "session": session,
             "supersedes": supersedes,
         })
-        return m.StoreResult.model_validate(_fit_echo(await run("store", args)))
+        return reply(m.StoreResult, await run("store", args))
 
     @server.tool(description="Find memories by meaning and by keywords (hybrid search: exact identifiers, "
                              "error codes, config keys, paths rank first), best first, each with its cosine "
@@ -181,8 +184,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
                                          "recency_weight": recency_weight,
                                          "importance_weight": importance_weight})
         m.check_content(query, settings.memory.max_content_bytes, field="query")
-        res = m.RetrieveResult.model_validate(await run("retrieve", args)).model_dump(mode="json")
-        return SizedRetrieveResult.model_validate(fit_memories(res, max_chars))
+        return reply(SizedRetrieveResult, await run("retrieve", args), max_chars)
 
     @server.tool(description="List memories, newest first, optionally filtered by type and tags. The "
                              "answer fits max_chars: memories that do not fit are counted in omitted "
@@ -200,8 +202,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
     ) -> SizedListResult:
         args = check(m.ListRequest, {"types": types, "tags": tags, "limit": limit, "offset": offset,
                                      "include_content": include_content})
-        res = m.ListResult.model_validate(await run("list", args)).model_dump(mode="json")
-        return SizedListResult.model_validate(fit_memories(res, max_chars))
+        return reply(SizedListResult, await run("list", args), max_chars)
 
     @server.tool(description="Get one memory by id, with its content, metadata and context. A content "
                              "longer than max_chars allows is shown from offset in pieces: pass "
@@ -213,11 +214,11 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         offset: Annotated[int, Field(ge=0, description="show the content from this character on")] = 0,
         max_chars: MaxChars = DEFAULT_MAX_CHARS,
     ) -> MemoryPage:
-        mem = m.Memory.model_validate(await run("get", check(m.GetRequest, {"memory_id": memory_id})))
-        size = len(mem.content or "")
+        mem = await run("get", check(m.GetRequest, {"memory_id": memory_id}))
+        size = len(mem.get("content") or "")
         if offset > size:
             raise ToolError(f"offset {offset} is past the end of the content ({size} characters)")
-        return MemoryPage.model_validate(page_memory(mem.model_dump(mode="json"), max_chars, offset))
+        return reply(MemoryPage, page_memory(mem, max_chars, offset))
 
     @server.tool(description="Change fields of a memory: content (re-embedded), memory_type, importance, "
                              "tags, metadata, context. The old values are overwritten.",
@@ -233,7 +234,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         content = (updates or {}).get("content")
         if isinstance(content, str):
             m.check_content(content, settings.memory.max_content_bytes)
-        return m.UpdateResult.model_validate(_fit_echo(await run("update", args)))
+        return reply(m.UpdateResult, await run("update", args))
 
     @server.tool(description="Delete memories by id. Ids that do not exist are reported in not_found.",
                  annotations=ToolAnnotations(title="Delete memories", read_only_hint=False,
@@ -244,13 +245,13 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         memory_ids: Annotated[list[str], Field(description="ids of the memories to delete")],
     ) -> m.DeleteResult:
         args = check(m.DeleteRequest, {"memory_ids": memory_ids})
-        return m.DeleteResult.model_validate(await run("delete", args))
+        return reply(m.DeleteResult, await run("delete", args))
 
     @server.tool(description="Totals by memory type, the engine, the embedding model and storage size.",
                  annotations=_READ.model_copy(update={"title": "Memory statistics"}))
     @readable_errors
     async def memory_stats() -> m.StatsResult:
-        return m.StatsResult.model_validate(await run("stats", {}))
+        return reply(m.StatsResult, await run("stats", m.StatsRequest()))
 
     @server.tool(description="Who owns the shared store now (pid, epoch, heartbeat, state), who waits, "
                              "and this session's role. Never takes the lease.",
@@ -262,44 +263,6 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
 
     add_context(server, settings, coordinator)
     return server
-
-
-REVIEW_PROMPT = """\
-Below are this project's most important recent memories from Clarity, the memory every agent session
-on the project shares. Review them before you start:
-1. Take them into account in this session; say which ones matter for the task at hand.
-2. If one is wrong, outdated or contradicted by the code, correct it with update_memory, or remove it
-   with delete_memory (say which and why).
-3. If something important about the project is missing, propose a memory to store.
-
-{context}"""
-
-
-def add_context(server: MCPServer, settings: Settings, coordinator: Coordinator) -> None:
-    """The resource `clarity://context` (the project's most useful memories, ranked as
-    `clarity context` ranks them) and the prompt `review_memories` that asks the agent to review them."""
-
-    async def text(limit: int) -> str:
-        try:
-            return await anyio.to_thread.run_sync(
-                lambda: context_text(coordinator.call, limit, DEFAULT_CONTEXT_CHARS, str(settings.home)))
-        except ClarityError as e:
-            raise ResourceError(e.message) from None
-
-    @server.resource("clarity://context", name="project-memories", title="Project memories",
-                     description="The project's most useful memories (importance and recency), as text an "
-                                 "agent reads at session start; the same as `clarity context`.",
-                     mime_type="text/markdown")
-    async def project_memories() -> str:
-        return await text(DEFAULT_LIMIT)
-
-    @server.prompt(name="review_memories", title="Review project memories",
-                   description="Show the project's most important recent memories and ask the agent to "
-                               "review them: use them, correct what is outdated, propose what is missing.")
-    async def review_memories(limit: int = DEFAULT_LIMIT) -> str:
-        if not 1 <= limit <= MAX_CONTEXT_LIMIT:
-            raise ValueError(f"limit must be 1..{MAX_CONTEXT_LIMIT}")
-        return REVIEW_PROMPT.format(context=await text(limit))
 
 
 async def serve(settings: Settings) -> None:

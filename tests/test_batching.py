@@ -80,13 +80,13 @@ def test_concurrent_stores_through_servers_are_batched_and_stored_once(home: Pat
             await ss[0].call("store_memory", {"content": "warm the owner"})
             _, own = await owner_session(ss)
             before = (await own.call("coordination_status"))["timings"]["counters"]
-            results: list[dict[str, Any]] = []
+            shared: list[dict[str, Any]] = []
 
             async def writer(i: int) -> None:
                 for k in range(per_session):
-                    results.append(await ss[i].call("store_memory", {"content": f"w{i} k{k}", "tags": ["b"]}))
+                    await ss[i].call("store_memory", {"content": f"w{i} k{k}", "tags": ["b"]})
                 # every session stores the same text at once: stored once, the others duplicate_of
-                results.append(await ss[i].call("store_memory", {"content": "shared text", "tags": ["b"]}))
+                shared.append(await ss[i].call("store_memory", {"content": "shared text", "tags": ["b"]}))
 
             async with anyio.create_task_group() as tg:
                 for i in range(n_sessions):
@@ -96,7 +96,6 @@ def test_concurrent_stores_through_servers_are_batched_and_stored_once(home: Pat
             contents = sorted(m["content"] for m in mems)
             expected = sorted([f"w{i} k{k}" for i in range(n_sessions) for k in range(per_session)] + ["shared text"])
             assert contents == expected
-            shared = [r for r in results if r["memory"]["content"] == "shared text"]
             assert len({r["id"] for r in shared}) == 1
             assert sum(1 for r in shared if r["duplicate_of"] is None) == 1
             stores = n_sessions * (per_session + 1)

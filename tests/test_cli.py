@@ -12,7 +12,8 @@ from tests.conftest import cli
 def test_store_search_list_stats(home: Path) -> None:
     out = cli(home, "store", "The staging database is reset every night", "--type", "fact", "--json")
     stored = orjson.loads(out.stdout)
-    assert stored["stored"] and stored["memory"]["memory_type"] == "fact"
+    assert stored["stored"] and stored["duplicate_of"] is None and stored["created_at"]
+    assert "memory" not in stored  # the reply says what happened; get_memory returns the memory
     assert "stored:" in cli(home, "store", "Use black for Python formatting").stdout
     assert "already stored" in cli(home, "store", "Use black for Python formatting").stdout
     found = orjson.loads(cli(home, "search", "when is staging wiped", "--json").stdout)

@@ -22,7 +22,8 @@ def test_tools_end_to_end(home: Path) -> None:
                 "content": "We use PostgreSQL with pgbouncer for connection pooling",
                 "memory_type": "decision", "importance": 0.8, "tags": ["db"],
                 "metadata": {"by": "alice"}, "context": {"file": "docs/adr/001.md"}})
-            assert pg["stored"] and pg["memory"]["memory_type"] == "decision"
+            assert pg["stored"] and pg["duplicate_of"] is None and "memory" not in pg
+            assert (await s.call("get_memory", {"memory_id": pg["id"]}))["memory_type"] == "decision"
             mk = await s.call("store_memory", {"content": "Makefiles must be indented with tabs, not spaces"})
             # retrieve by meaning: other words than the memory
             hits = await s.call("retrieve_memory", {"query": "what database and connection pool do we use"})

@@ -96,8 +96,10 @@ def test_update_reembeds_only_on_content_change(svc: MemoryService) -> None:
     r = store(svc, "The service is written in Go")
     up = svc.execute("update", {"memory_id": r["id"], "updates": {"importance": 1.0, "tags": ["lang"]}})
     assert up["updated_fields"] == ["importance", "tags"] and not up["reembedded"]
+    old_hash = svc.execute("get", {"memory_id": r["id"]})["content_hash"]
     up = svc.execute("update", {"memory_id": r["id"], "updates": {"content": "The service is written in Rust"}})
-    assert up["reembedded"] and up["memory"]["content_hash"] != r["memory"]["content_hash"]
+    got = svc.execute("get", {"memory_id": r["id"]})
+    assert up["reembedded"] and got["content_hash"] != old_hash and up["updated_at"] == got["updated_at"]
     hit = svc.execute("retrieve", {"query": "which programming language: rust", "limit": 1})["memories"][0]
     assert hit["id"] == r["id"] and hit["content"] == "The service is written in Rust"
     assert hit["importance"] == 1.0

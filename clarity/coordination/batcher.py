@@ -1,18 +1,19 @@
 """Group commit at the owner: stores that arrive while the owner is busy run together.
 
-How: every store joins a queue, then waits for the owner's operation lock (the same lock every other
-operation takes). Whoever gets the lock first with its item still queued becomes the batch's leader:
-it runs its checks (`start`: deadline, still the owner), takes every queued item whose caller's
-deadline has not passed, runs them as one batch (`run_batch`: one embedding call for their texts, one
-engine write for their points, one flush for their acknowledgements where the durability choice
-flushes) and hands every caller its own result. A caller that gets the lock after its item ran just
-takes its result. A lone caller queues, gets the lock at once and runs a batch of one: no waiting for
-more, no added latency.
+How: every store joins a queue. When no caller leads, it becomes the leader: it takes the owner's
+operation lock (the same lock every other operation takes), runs its checks (`start`: deadline, still
+the owner), takes every queued item whose caller's deadline has not passed, runs them as one batch
+(`run_batch`: one embedding call for their texts, one engine write for their points, one flush for
+their acknowledgements where the durability choice flushes) and hands every caller its own result;
+then the next queued caller leads. The others wait on a condition, not on the lock, so every caller of
+a finished batch returns at once (it never waits behind the next batch for a result it already has).
+A lone caller queues, leads at once and runs a batch of one: no waiting for more, no added latency.
 
 Guarantees:
 - Every item is run at most once, in exactly one batch, and its caller gets that batch's result for
   it (a result or the per-item error).
-- A caller whose wait for the lock reaches its deadline while its item is still queued removes it:
+- A caller whose wait (to lead, or for the lock) reaches its deadline while its item is still queued
+  removes it:
   nothing was applied (CoordinationTimeout). Once taken into a batch, the item runs to its end and
   its caller waits for it (bounded by `finish_s`), as with any operation already started.
 - The leader's failed checks (not the owner any more) fail its own item only; the others stay queued
@@ -25,18 +26,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clarity.coordination import timings
 from clarity.errors import CoordinationTimeout
+
+if TYPE_CHECKING:
+    from clarity.memory.model import Args
 
 Result = dict[str, Any]
 
 
 @dataclass
 class _Item:
-    args: dict[str, Any]
+    args: Args
     deadline: float  # Unix time
+    queued_at: float = field(default_factory=time.perf_counter)
     taken: bool = False
     result: Result | None = None
     error: BaseException | None = None
@@ -59,44 +64,69 @@ class Batcher:
     def __init__(self, op_lock: Any, finish_s: float) -> None:
         self.op_lock = op_lock
         self.finish_s = finish_s
-        self._mu = threading.Lock()
+        self._cv = threading.Condition()
         self._queue: list[_Item] = []
+        self._leading = False  # a caller is the leader: it waits for the operation lock or runs a batch
         self.batches = 0
         self.items = 0
         self.largest = 0
 
-    def submit(self, args: dict[str, Any], deadline: float, start: Callable[[], None],
-               run_batch: Callable[[list[dict[str, Any]]], list[Result | BaseException]]) -> Result:
+    def submit(self, args: Args, deadline: float, start: Callable[[], None],
+               run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> Result:
         item = _Item(args, deadline)
-        with self._mu:
+        with self._cv:
             self._queue.append(item)
-        t0 = time.perf_counter()
-        if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
-            with self._mu:
-                if not item.taken:
-                    self._queue.remove(item)
-                    raise CoordinationTimeout("store: the owner was busy with other operations until the "
-                                              "caller's deadline; nothing was applied")
-            if not item.done.wait(self.finish_s):  # it is running in a batch: it runs to its end
-                raise CoordinationTimeout("store: the owner started it but did not finish in time; the "
-                                          "outcome is unknown (retrying is safe: its id was chosen first)")
-            return item.outcome()
+            while self._leading and not item.done.is_set():
+                left = deadline - time.time()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            lead = not item.done.is_set() and not item.taken
+            if lead and self._leading:  # the deadline passed while others' batches ran
+                self._queue.remove(item)
+                raise CoordinationTimeout("store: the owner was busy with other operations until the "
+                                          "caller's deadline; nothing was applied")
+            self._leading = self._leading or lead
+        if not lead:  # done, or running in a batch (it runs to its end)
+            return self._await(item)
         try:
-            timings.record("queue_wait", time.perf_counter() - t0)
-            if item.done.is_set():
-                return item.outcome()
+            self._lead(item, deadline, start, run_batch)
+        finally:
+            with self._cv:
+                self._leading = False
+                self._cv.notify_all()
+        return item.outcome()
+
+    def _await(self, item: _Item) -> Result:
+        if not item.done.wait(self.finish_s):
+            raise CoordinationTimeout("store: the owner started it but did not finish in time; the "
+                                      "outcome is unknown (retrying is safe: its id was chosen first)")
+        return item.outcome()
+
+    def _drop(self, item: _Item) -> None:
+        with self._cv:
+            if not item.taken and item in self._queue:
+                self._queue.remove(item)
+
+    def _lead(self, item: _Item, deadline: float, start: Callable[[], None],
+              run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> None:
+        """As the leader (its item still queued): take the operation lock, check, run all that is queued."""
+        if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
+            self._drop(item)
+            raise CoordinationTimeout("store: the owner was busy with other operations until the "
+                                      "caller's deadline; nothing was applied")
+        try:
             try:
                 start()
             except BaseException:
-                with self._mu:
-                    if not item.taken:
-                        self._queue.remove(item)
+                self._drop(item)
                 raise
-            now = time.time()
-            with self._mu:
+            now, t_start = time.time(), time.perf_counter()
+            with self._cv:
                 batch, self._queue = self._queue, []
                 for it in batch:
                     it.taken = True
+                    timings.record("queue_wait", t_start - it.queued_at)  # from submit to its batch's start
             live = []
             for it in batch:
                 if now > it.deadline:
@@ -105,12 +135,11 @@ class Batcher:
                 else:
                     live.append(it)
             self._run(live, run_batch)
-            return item.outcome()
         finally:
             self.op_lock.release()
 
     def _run(self, batch: list[_Item],
-             run_batch: Callable[[list[dict[str, Any]]], list[Result | BaseException]]) -> None:
+             run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> None:
         if not batch:
             return
         self.batches += 1

@@ -25,8 +25,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
-
 from clarity.config import Settings
 from clarity.coordination import policies, status
 from clarity.coordination.owner_server import socket_path_for
@@ -37,6 +35,7 @@ from clarity.engines import engine_is_exclusive
 from clarity.errors import ClarityError, CoordinationTimeout, OwnerUnresponsive
 
 if TYPE_CHECKING:
+    from clarity.memory.model import Args
     from clarity.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
@@ -88,8 +87,11 @@ class Coordinator:
             return "waiter"
         return "peer" if self.mode == "forward" else "idle"
 
-    def call(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Run `op(args)` wherever it can run now; see the module docstring for what holds."""
+    def call(self, op: str, args: Args) -> dict[str, Any]:
+        """Run `op(args)` wherever it can run now; see the module docstring for what holds. `args` is
+        JSON or the op's request model already parsed here (run as is here, sent once as JSON)."""
+        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+
         if self._closed:
             raise ClarityError("this Clarity process is shutting down")
         deadline = time.time() + self.cfg.call_deadline_s

@@ -38,6 +38,7 @@ from clarity.errors import ClarityError, CoordinationTimeout
 
 if TYPE_CHECKING:
     from clarity.embedding import Embedder
+    from clarity.memory.model import Args
     from clarity.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class Ownership:
 
     # ---- running as owner --------------------------------------------------------------------
 
-    def run(self, op: str, args: dict[str, Any], deadline: float, *, forwarded: bool) -> dict[str, Any]:
+    def run(self, op: str, args: Args, deadline: float, *, forwarded: bool) -> dict[str, Any]:
         """Run `op` here as the owner; NotOwner / CoordinationTimeout mean nothing was applied. Stores
         go through the batcher (batcher.py): those queued while the owner is busy run together."""
         lost = False
@@ -216,7 +217,7 @@ class Ownership:
         if not self.lease.still_held():
             raise _LeaseLost("this process lost the lease (its lock file was removed or replaced)")
 
-    def _store_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | BaseException]:
+    def _store_batch(self, batch: list[Args]) -> list[dict[str, Any] | BaseException]:
         try:
             out: list[dict[str, Any] | BaseException] = list(self.service().store_batch(batch))
         except EngineLocked as e:
@@ -229,7 +230,7 @@ class Ownership:
         return self.run(op, args, deadline if deadline is not None else time.time() + self.cfg.call_deadline_s,
                         forwarded=True)
 
-    def run_naive(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    def run_naive(self, op: str, args: Args) -> dict[str, Any]:
         """Benchmark baseline: open the engine, run, close (EngineLocked when another has it open)."""
         with self.op_lock:
             svc = self.service(exclusive_engine=False)  # no lease in naive mode: nothing to upgrade

@@ -21,10 +21,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clarity.coordination import fs, timings, wire
 from clarity.errors import ProtocolError, UnsafeStore, from_wire
+
+if TYPE_CHECKING:
+    from clarity.memory.model import Args
 
 
 class OwnerGone(Exception):
@@ -94,7 +97,7 @@ class PeerClient:
             self._sock = s
         return self._sock
 
-    def request(self, op: str, args: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def request(self, op: str, args: Args, deadline: float) -> dict[str, Any]:
         """Run `op` at the owner by `deadline` (Unix time). Raises the owner's ClarityError, or
         NotSent / OwnerGone / OwnerTimeout (see the module docstring)."""
         rid = uuid.uuid4().hex

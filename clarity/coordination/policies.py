@@ -16,12 +16,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clarity.coordination import fs, tickets
 from clarity.coordination.ownership import NotOwner, Ownership
 from clarity.coordination.peer_client import NotSent, OwnerGone, OwnerTimeout, PeerClient
 from clarity.engines.base import EngineLocked
+
+if TYPE_CHECKING:
+    from clarity.memory.model import Args
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class OutcomeUnknown(Exception):
 @dataclass
 class Attempt:
     op: str
-    args: dict[str, Any]
+    args: Args
     deadline: float  # Unix time
     tried: list[str] = field(default_factory=list)
     unreachable_since: float | None = None  # monotonic; the owner's socket first found unreachable

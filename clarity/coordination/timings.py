@@ -2,8 +2,11 @@
 
 Stages (each recorded where it happens, so a session reports the stages it ran):
 - `mcp_parse`: the MCP edge validates a tool's arguments into a typed request (every session);
+- `mcp_reply`: the MCP edge validates an answer into the tool's output model (fitted first where sized);
 - `forward`: a peer's round trip through the owner's socket, send to reply (non-owners);
-- `queue_wait`: an operation waits at the owner for the operation lock (owner);
+- `wire`: one frame's JSON encoded or decoded, either side of the owner's socket;
+- `queue_wait`: an operation waits at the owner for the operation lock; a store, from its arrival to
+  the start of the batch it runs in (owner);
 - `embed`: one embedding call (owner, standby warm-up);
 - `engine`: one engine write of a store batch (owner);
 - `execute`: one operation (or one store batch) in the memory service (owner).

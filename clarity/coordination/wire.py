@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from typing import Any
 
 import orjson
 
+from clarity.coordination import timings
 from clarity.errors import ClarityError, ProtocolError, ReplyTooLarge
 
 _LEN = struct.Struct("!I")
@@ -30,12 +32,22 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
+def _plain(obj: Any) -> Any:
+    """A parsed request (a pydantic model) travels as its fields: encoded once, straight to JSON."""
+    dump = getattr(obj, "model_dump", None)
+    if dump is None:
+        raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
+    return dump()
+
+
 def encode(obj: Any) -> bytes:
     """One frame. ProtocolError (readable, nothing sent) for a value JSON cannot carry."""
+    t0 = time.perf_counter()
     try:
-        body = orjson.dumps(obj)
+        body = orjson.dumps(obj, default=_plain)
     except orjson.JSONEncodeError as e:
         raise ProtocolError(f"cannot encode the message as JSON: {e}") from None
+    timings.record("wire", time.perf_counter() - t0)
     return _LEN.pack(len(body)) + body
 
 
@@ -49,10 +61,14 @@ def recv_frame(sock: socket.socket, max_frame: int) -> Any:
     (size,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
     if size > max_frame:
         raise ProtocolError(f"frame of {size} bytes is over the limit of {max_frame}")
+    body = _recv_exact(sock, size)
+    t0 = time.perf_counter()
     try:
-        return orjson.loads(_recv_exact(sock, size))
+        return orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise ProtocolError(f"malformed frame: {e}") from None
+    finally:
+        timings.record("wire", time.perf_counter() - t0)
 
 
 def error_reply(rid: Any, err: ClarityError) -> dict[str, Any]:

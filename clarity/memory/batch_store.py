@@ -4,8 +4,9 @@ service lock): one id lookup, one embedding call and one engine write for every 
 Per item it keeps `op_store`'s semantics: an id already stored with the same content returns that memory
 (a retry is idempotent), the same content and type as a stored memory or as an earlier item of the batch
 returns `duplicate_of`, near-copies are reported in `similar_to`, and an item with `supersedes` runs as
-a single store (its two writes keep their order). Per item a result or the ClarityError op_store would
-raise (that item changed nothing). An exception raised here means no item was acknowledged.
+a single store (its two writes keep their order). Per item a result (`service.store_result`) or the ClarityError
+op_store would raise (that item changed nothing). An item may be a JSON object (parsed here) or a
+StoreRequest parsed in this process (taken as is). An exception raised here means no item was acknowledged.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from clarity.coordination import timings
 from clarity.engines.base import Point
 from clarity.errors import ClarityError, InvalidArgument
 from clarity.memory import model as m
-from clarity.memory.service import _memory, new_payload, now_iso
+from clarity.memory.service import new_payload, now_iso, store_result
 from clarity.memory.similar import similar_memories
 
 if TYPE_CHECKING:
     from clarity.memory.service import MemoryService
 
 
-def store_batch(svc: MemoryService, batch: list[dict[str, Any]]) -> list[dict[str, Any] | ClarityError]:
+def store_batch(svc: MemoryService, batch: list[dict[str, Any] | m.Request]) -> list[dict[str, Any] | ClarityError]:
     """See the module docstring. The caller holds the service lock."""
     out: list[dict[str, Any] | ClarityError] = []
     reqs: list[tuple[int, m.StoreRequest, str]] = []
@@ -50,13 +51,13 @@ def store_batch(svc: MemoryService, batch: list[dict[str, Any]]) -> list[dict[st
         p = stored.get(req.id) or (new[req.id][1] if req.id in new else None)
         if p is not None:
             if p.payload.get("content_hash") == h and p.payload.get("memory_type") == req.memory_type:
-                out[i] = {"id": p.id, "stored": True, "duplicate_of": None, "memory": _memory(p)}
+                out[i] = store_result(p)
             else:
                 out[i] = InvalidArgument(f"id {req.id} is already used by another memory")
             continue
         dup = by_hash.get((req.memory_type, h)) or svc._duplicate(req.memory_type, h)
         if dup is not None:
-            out[i] = {"id": dup.id, "stored": False, "duplicate_of": dup.id, "memory": _memory(dup)}
+            out[i] = store_result(dup, duplicate=True)
             continue
         point = Point(id=req.id, payload=new_payload(req, h, ts), vector=[])
         new[req.id] = (i, point)
@@ -72,6 +73,5 @@ def store_batch(svc: MemoryService, batch: list[dict[str, Any]]) -> list[dict[st
         svc._eng().upsert([p for _, p in todo])
         timings.record("engine", time.perf_counter() - t0)
         for i, p in todo:
-            out[i] = {"id": p.id, "stored": True, "duplicate_of": None, "similar_to": similar[p.id],
-                      "memory": _memory(p)}
+            out[i] = store_result(p, similar=similar[p.id])
     return out

@@ -1,7 +1,10 @@
 """MemoryService: validation, ids, payloads, embedding and dedup over one Engine.
 
-Operations are domain-level (text in, memories out) and their arguments and results are plain JSON
-values, so the same call can run here or be forwarded to another process. Guarantees: an operation
+Operations are domain-level (text in, memories out). Their arguments are JSON (parsed here, once) or
+the operation's request model parsed in this same process (taken as is, not parsed again); their
+results are plain JSON values, so the same call can run here or be forwarded to another process. A
+store answers `store_result` (id, stored, duplicate_of, created_at, similar_to), an update its id,
+fields and `updated_at`: never the memory (`get` returns it). Guarantees: an operation
 that raises changed nothing; `store` returns only once the memory is in the engine's storage; storing
 with an id that is already stored with the same content returns that memory (a retry is idempotent);
 the same content with the same type is stored once (`duplicate_of`). One lock serializes operations.
@@ -47,6 +50,13 @@ def new_payload(req: m.StoreRequest, content_hash: str, ts: str) -> dict[str, An
         "tags": req.tags, "metadata": req.metadata, "context": req.context,
         "created_at": ts, "updated_at": ts, "content_hash": content_hash, "session": req.session,
     }
+
+
+def store_result(p: Point, *, duplicate: bool = False,
+                 similar: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A store's answer for the memory `p` (the new one, or the existing one when `duplicate`)."""
+    return {"id": p.id, "stored": not duplicate, "duplicate_of": p.id if duplicate else None,
+            "created_at": p.payload.get("created_at", ""), "similar_to": similar or []}
 
 
 def iso_or_now(value: Any) -> str:
@@ -123,11 +133,12 @@ class MemoryService:
                 finally:
                     self._engine = None
 
-    def execute(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Run operation `op` with JSON `args`; returns a JSON-able dict or raises ClarityError."""
+    def execute(self, op: str, args: dict[str, Any] | m.Request) -> dict[str, Any]:
+        """Run operation `op` with JSON `args` (parsed here, once) or with the operation's request model
+        already parsed in this process (not parsed again); returns a JSON-able dict or raises ClarityError."""
         if op not in self.OPS:
             raise InvalidArgument(f"unknown operation {op!r}")
-        if not isinstance(args, dict):
+        if not isinstance(args, dict | m.Request):
             raise InvalidArgument("arguments must be a JSON object")
         with self._lock:
             result: dict[str, Any] = getattr(self, f"op_{op}")(args)
@@ -156,7 +167,7 @@ class MemoryService:
 
     # ---- operations --------------------------------------------------------------------------
 
-    def op_store(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_store(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         req = m.parse(m.StoreRequest, args)
         m.check_content(req.content, self.settings.memory.max_content_bytes)
         h = m.content_hash(req.content)
@@ -164,11 +175,11 @@ class MemoryService:
         if existing:
             p = existing[0]
             if p.payload.get("content_hash") == h and p.payload.get("memory_type") == req.memory_type:
-                return {"id": p.id, "stored": True, "duplicate_of": None, "memory": _memory(p)}
+                return store_result(p)
             raise InvalidArgument(f"id {req.id} is already used by another memory")
         dup = self._duplicate(req.memory_type, h)
         if dup is not None:
-            return {"id": dup.id, "stored": False, "duplicate_of": dup.id, "memory": _memory(dup)}
+            return store_result(dup, duplicate=True)
         old = self._get_superseded(req.supersedes) if req.supersedes else None
         payload = new_payload(req, h, now_iso())
         if old is not None:
@@ -179,8 +190,7 @@ class MemoryService:
         if old is not None:  # after the new one: a kill in between leaves a one-sided chain, no loss
             old.payload["superseded_by"] = req.id
             self._eng().upsert([old])
-        return {"id": req.id, "stored": True, "duplicate_of": None, "similar_to": similar,
-                "memory": _memory(point)}
+        return store_result(point, similar=similar)
 
     def _get_superseded(self, memory_id: str) -> Point:
         found = self._eng().retrieve([memory_id], with_vectors=True)
@@ -191,14 +201,14 @@ class MemoryService:
                                   f"{found[0].payload['superseded_by']}")
         return found[0]
 
-    def store_batch(self, batch: list[dict[str, Any]]) -> list[dict[str, Any] | ClarityError]:
+    def store_batch(self, batch: list[dict[str, Any] | m.Request]) -> list[dict[str, Any] | ClarityError]:
         """Many stores at once, each with op_store's semantics: see `clarity.memory.batch_store`."""
         from clarity.memory.batch_store import store_batch
 
         with self._lock:
             return store_batch(self, batch)
 
-    def op_retrieve(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_retrieve(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         req = m.parse(m.RetrieveRequest, args)
         m.check_content(req.query, self.settings.memory.max_content_bytes, field="query")
         threshold = self.settings.memory.min_similarity if req.min_similarity is None else req.min_similarity
@@ -217,7 +227,7 @@ class MemoryService:
         return {"query": req.query, "mode": req.mode, "min_similarity": threshold, "count": len(memories),
                 "memories": memories}
 
-    def op_list(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_list(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         req = m.parse(m.ListRequest, args)
         flt = self._filter(req.types, req.tags, req.include_superseded)
         page = self._eng().newest(flt, req.offset, req.limit)
@@ -225,11 +235,11 @@ class MemoryService:
         memories = [_memory(p, content=req.include_content, meta=req.include_content) for p in page]
         return {"total": total, "offset": req.offset, "limit": req.limit, "memories": memories}
 
-    def op_get(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_get(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         req = m.parse(m.GetRequest, args)
         return _memory(self._get_point(req.memory_id))
 
-    def op_update(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_update(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         req = m.parse(m.UpdateRequest, args)
         changes = req.updates.model_dump(exclude_none=True)
         if not changes:
@@ -248,9 +258,9 @@ class MemoryService:
         new = Point(id=point.id, payload=payload, vector=point.vector)
         self._eng().upsert([new])
         return {"id": point.id, "updated_fields": sorted(changes), "reembedded": reembed,
-                "memory": _memory(new)}
+                "updated_at": payload["updated_at"]}
 
-    def op_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_delete(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         req = m.parse(m.DeleteRequest, args)
         ids = list(dict.fromkeys(req.memory_ids))
         found = {p.id: p for p in self._eng().retrieve(ids)}
@@ -258,7 +268,7 @@ class MemoryService:
             self._eng().delete(list(found))
         return {"deleted": [i for i in ids if i in found], "not_found": [i for i in ids if i not in found]}
 
-    def op_stats(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_stats(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         m.parse(m.StatsRequest, args)
         by_type = self._eng().facet("memory_type")
         return {
@@ -268,7 +278,7 @@ class MemoryService:
             "served_by_pid": os.getpid(),
         }
 
-    def op_export(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_export(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         req = m.parse(m.ExportRequest, args)
         points = [p for page in iter_all(self._eng(), with_vectors=req.with_vectors) for p in page]
         points.sort(key=lambda p: (p.payload.get("created_at", ""), p.id))
@@ -280,7 +290,7 @@ class MemoryService:
             out.append(item)
         return {"model": self.embedder.model_name, "count": len(out), "memories": out}
 
-    def op_import(self, args: dict[str, Any]) -> dict[str, Any]:
+    def op_import(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         """Store exported memories, keeping their ids and timestamps; re-embeds (models may differ)."""
         req = m.parse(m.ImportRequest, args)
         keep = ("id", "content", "memory_type", "importance", "tags", "metadata", "context", "session",

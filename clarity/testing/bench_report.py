@@ -64,6 +64,26 @@ def issue9_rows(res: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+STAGES = ("mcp_parse", "mcp_reply", "wire", "queue_wait", "embed", "engine", "execute")
+STAGE_COLS = ["engine", "sessions", "stores/s", "CPU ms/store owner / others / client",
+              "texts per embed call", *[f"{s} p50" for s in STAGES]]
+
+
+def stage_rows(res: dict[str, Any]) -> list[list[str]]:
+    """Per throughput run: the owner's per-stage p50 (ms) and the CPU each role spent per store."""
+    out = []
+    for t in res.get("throughput", []):
+        for key in ("one", "many"):
+            r = t.get(key) or {}
+            st, cpu = r.get("owner_stages") or {}, r.get("cpu_ms_per_store") or {}
+            c = st.get("counters", {})
+            per_call = f"{c['embedded_texts'] / c['embed_calls']:.1f}" if c.get("embed_calls") else "-"
+            cpu_txt = " / ".join(f"{cpu[k]:.1f}" for k in ("owner", "other_sessions", "client") if k in cpu) or "-"
+            out.append([t["engine"], str(r.get("n", "-")), f"{r.get('stores_per_s') or 0:.1f}", cpu_txt, per_call,
+                        *[f"{st[s]['p50_ms']:.2f}" if s in st else "-" for s in STAGES]])
+    return out
+
+
 def _md_table(cols: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(cols))) + "|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
@@ -83,6 +103,10 @@ def write_markdown(res: dict[str, Any], path: Path) -> None:
     lines += ["", "Sessions and the peer (issue 9); the peer runs from its own virtualenv, offline, same model "
               "file, same client, same run, fresh empty stores for both:", ""]
     lines += _md_table(["engine", "row", "clarity", "baseline", "ratio", "target"], issue9_rows(res))
+    if res.get("throughput"):
+        lines += ["", "Where a store's time and CPU go in the throughput runs (the owner's per-stage p50 in ms, "
+                  "from coordination_status; CPU per acknowledged store by process):", ""]
+        lines += _md_table(STAGE_COLS, stage_rows(res))
     if res.get("engines_unavailable"):
         lines += [""] + [f"Engine `{e}` not measured: {why}." for e, why in res["engines_unavailable"].items()]
     errs = [f"{r['engine']} {r['size']:,}: {r['errors']} failed calls" for r in res["rows"] if r["errors"]]

@@ -6,7 +6,8 @@ Each scenario works on its own copy of a prebuilt store and returns plain JSON f
   (forwarded to the owner) and that non-owner's RSS.
 - `failover_scenario`: N sessions, the non-owners calling in a loop; the owner is SIGKILLed; recovery is
   the time from the kill to the end of the first successful call another session started after it.
-- `throughput_scenario`: N sessions storing concurrently; aggregate stores per second.
+- `throughput_scenario`: N sessions storing concurrently; aggregate stores per second, and the CPU
+  milliseconds per store spent by the owner, the other sessions' servers and this (client) process.
 - `peer_scenario`: one Clarity session and one mcp-server-qdrant session, fresh empty stores, the same
   Python MCP client, calls interleaved (Clarity store, peer store, Clarity retrieve, peer find).
 Per-stage timing (issue 9 §3): `stage_timings` reads a `timings` section from coordination_status when the
@@ -15,6 +16,7 @@ server reports one; rows carry it under "stages" (None until the server measures
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -43,6 +45,15 @@ async def timed(s: Any, tool: str, args: dict[str, Any], out: list[float], error
         return False
     out.append((time.perf_counter() - t0) * 1000)
     return True
+
+
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) a live process has used so far; 0 when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def stage_timings(status: dict[str, Any]) -> dict[str, Any] | None:
@@ -204,6 +215,7 @@ async def throughput_scenario(home: Path, env: dict[str, str], logdir: Path, mar
     lat: list[float] = []
     errors: list[str] = []
     stages: dict[str, Any] | None = None
+    cpu: dict[str, float] = {}
     async with anyio.create_task_group() as tg:
         group = SessionGroup(tg, home, env, logdir, marker)
         try:
@@ -217,18 +229,27 @@ async def throughput_scenario(home: Path, env: dict[str, str], logdir: Path, mar
                 for args in plan:
                     await timed(s, "store_memory", args, lat, errors)
 
+            cpu0 = [cpu_s(s.pid) for s in live], time.process_time()
             t0 = time.perf_counter()
             with anyio.fail_after(1800):
                 async with anyio.create_task_group() as inner:
                     for s, plan in zip(live, plans, strict=True):
                         inner.start_soon(drive, s, plan)
             wall = time.perf_counter() - t0
+            used = [cpu_s(s.pid) - c for s, c in zip(live, cpu0[0], strict=True)], time.process_time() - cpu0[1]
             statuses = [await s.status() for s in live]
-            owner_st = next((st for st in statuses if st["this_process"]["role"] == "owner"), None)
+            roles = [st["this_process"]["role"] for st in statuses]
+            owner_st = next((st for st, r in zip(statuses, roles, strict=True) if r == "owner"), None)
             stages = stage_timings(owner_st) if owner_st is not None else None
+            per = 1000 / max(1, len(lat))  # CPU ms per acknowledged store, by process role
+            cpu = {"owner": round(sum(u for u, r in zip(used[0], roles, strict=True) if r == "owner") * per, 2),
+                   "other_sessions": round(sum(u for u, r in zip(used[0], roles, strict=True) if r != "owner") * per,
+                                           2),
+                   "client": round(used[1] * per, 2)}
         finally:
             await group.stop()
     return {"n": n, "stores_per_session": stores, "wall_s": round(wall, 3), "owner_stages": stages,
+            "cpu_ms_per_store": cpu,
             "stores_per_s": round(len(lat) / wall, 2) if wall > 0 else None, "store": summarize(lat),
             "errors": errors[:20], "error_count": len(errors)}
 

@@ -142,8 +142,8 @@ async function main() {
           result.errors.push(`store ${i}: structuredContent.id missing or not a string`);
           continue;
         }
-        if (!sc.memory || sc.memory.content !== text) {
-          result.errors.push(`store ${i}: structuredContent.memory.content is not the stored text`);
+        if (sc.stored !== true || sc.duplicate_of !== null || typeof sc.created_at !== "string") {
+          result.errors.push(`store ${i}: structuredContent is not a new memory's answer`);
           continue;
         }
         stored.push({ i, text, id: sc.id });
