@@ -21,7 +21,6 @@ superseded) are applied inside every branch (pre-filter), never to the fused lis
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,21 +47,23 @@ class SearchQuery:
         return max(PREFETCH_MIN, PREFETCH_FACTOR * self.limit)
 
 
-def cosine(a: Sequence[float] | None, b: Sequence[float]) -> float | None:
-    if not a:
-        return None
-    dot = sum(x * y for x, y in zip(a, b, strict=False))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
-    return dot / (na * nb) if na and nb else 0.0
-
-
 def ranked(hits: Sequence[tuple[Point, Sequence[float] | None]], dense: Sequence[float]) -> list[Point]:
     """Each hit with its cosine to the query (from its stored dense vector) in `extra["cosine"]`, best
-    score first, ties by id: the same query on the same store always answers in the same order."""
+    score first, ties by id: the same query on the same store always answers in the same order.
+    The cosines are computed together (numpy, float64); a hit without a vector gets None."""
+    import numpy as np
+
+    with_vec = [i for i, (_p, v) in enumerate(hits) if v]
+    cos: dict[int, float] = {}
+    if with_vec:
+        m = np.asarray([hits[i][1] for i in with_vec], dtype=np.float64)
+        q = np.asarray(dense, dtype=np.float64)
+        norms = np.linalg.norm(m, axis=1) * float(np.linalg.norm(q))
+        dots = m @ q
+        cos = {i: (float(d / n) if n else 0.0) for i, d, n in zip(with_vec, dots, norms, strict=True)}
     out = []
-    for p, vector in hits:
-        p.extra["cosine"] = cosine(vector, dense)
+    for i, (p, _vector) in enumerate(hits):
+        p.extra["cosine"] = cos.get(i)
         out.append(p)
     out.sort(key=lambda p: (-(p.score or 0.0), p.id))
     return out
