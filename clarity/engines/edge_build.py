@@ -1,0 +1,295 @@
+"""Building the HNSW index of the Edge shard in a child process and swapping it in, without blocking
+the engine's callers for long.
+
+Why a child: `EdgeShard.optimize()` holds Python's GIL for its whole run (about a minute at 100k), so
+it cannot run in the serving process. Instead (`IndexBuild.run`, in a background thread of the owner):
+
+1. A journal starts (every `upsert`/`delete` from now on records its ids, last write wins).
+2. Every point (payload, dense and BM25 vectors) is exported, a chunk at a time under the engine lock,
+   to `<qdrant>/edge.build/export.jsonl`.
+3. A child (`python -m clarity.engines.edge_build`, niced, killed with its parent by PR_SET_PDEATHSIG,
+   one indexing thread so a core stays free) writes a new generation folder from the export, runs
+   `optimize()`, flushes, writes `MARKER` (its count) and exits 0. The owner waits with a deadline; on
+   failure or timeout it kills the child, removes its folder, logs, and keeps serving the old shard.
+4. The swap, under the engine lock (the only pause): the journaled points are read from the old shard,
+   the new one is loaded, the journal is applied to it (upserts with payload and vectors, deletes), the
+   counts must match (else the build is abandoned, nothing lost), the new shard is flushed, then made
+   current (`edge_layout.set_current`: atomic pointer), and the old shard is closed and removed.
+
+Kill safety: a kill before the pointer switch leaves the old generation current, and its WAL holds
+every acknowledged write; after the switch the new generation holds everything (the journal was
+applied and flushed before). The next owner removes the stray folders (`edge_layout.remove_strays`).
+Not guaranteed: that a build finishes (a kill, a failure or the deadline abandons it; the next one
+starts when `index_threshold` more points have been written, or at the next open).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clarity.engines.edge_layout import build_dir, new_generation, remove_tree, set_current
+from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, SPARSE, open_shard
+
+log = logging.getLogger(__name__)
+
+MARKER = "clarity-index-count"  # in a generation folder: how many points its index build covered
+EXPORT_CHUNK = 512
+HOOK_ENV = "CLARITY_TEST_INDEX_HOOKS"  # tests only: a folder of stage files (see `hook`)
+
+
+def indexed_count(shard_dir: Path) -> int:
+    try:
+        return int((shard_dir / MARKER).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def deadline_s(count: int) -> float:
+    """How long a child may take: generous (measured ~1 min at 100k on an idle 2-core machine)."""
+    return 120.0 + count * 0.01
+
+
+def hook(stage: str) -> None:
+    """Tests only: with `$CLARITY_TEST_INDEX_HOOKS` set, touch `<dir>/<stage>`, then wait (at most
+    120 s) while `<dir>/<stage>.hold` exists. Stages: `exported`, `child`, `swap`, `switched`."""
+    folder = os.environ.get(HOOK_ENV)
+    if not folder:
+        return
+    (Path(folder) / stage).touch()
+    end = time.monotonic() + 120
+    while (Path(folder) / f"{stage}.hold").exists() and time.monotonic() < end:
+        time.sleep(0.02)
+
+
+def record_line(rec: Any) -> bytes:
+    vec = rec.vector or {}
+    sp = vec.get(SPARSE)
+    return orjson.dumps({"id": str(rec.id), "payload": rec.payload or {}, "dense": list(vec.get(DENSE) or []),
+                         "sparse": [list(sp.indices), list(sp.values)] if sp is not None else None}) + b"\n"
+
+
+def read_export(path: Path, batch: int = 1024) -> Iterator[list[Any]]:
+    import qdrant_edge as q
+
+    out: list[Any] = []
+    with open(path, "rb") as f:
+        for line in f:
+            item = orjson.loads(line)
+            vectors: dict[str, Any] = {DENSE: item["dense"]}
+            if item["sparse"] is not None:
+                vectors[SPARSE] = q.SparseVector(item["sparse"][0], item["sparse"][1])
+            out.append(q.Point(item["id"], vectors, item["payload"]))
+            if len(out) >= batch:
+                yield out
+                out = []
+    if out:
+        yield out
+
+
+def build_generation(export: Path, gen: Path, dim: int) -> int:
+    """Write the points of `export` into a new shard at `gen`, build its index, flush, close; then write
+    `BM25_COMPLETE` and `MARKER`. Returns the count. The child's work; also usable in-process."""
+    import qdrant_edge as q
+
+    shard = open_shard(gen, dim, indexing=True)
+    try:
+        for points in read_export(export):
+            shard.update(q.UpdateOperation.upsert_points(points))
+        hook("child")
+        shard.optimize()
+        count = int(shard.count(q.CountRequest(exact=True)))
+        shard.flush()
+    finally:
+        shard.close()
+    (gen / BM25_COMPLETE).touch(mode=0o600)
+    with open(gen / MARKER, "w") as f:
+        f.write(f"{count}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return count
+
+
+class BuildAbandoned(RuntimeError):
+    pass
+
+
+class IndexBuild:
+    """One index build of `engine` (a `clarity.engines.qdrant_edge.EdgeEngine`). The engine calls
+    `note` (holding its lock) for every write while the build is in progress."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.journal: dict[str, bool] = {}  # id -> True: upserted, False: deleted (last wins)
+        self._cancel = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self.swap_pause_s: float | None = None
+        self.result: str = "running"
+
+    def note(self, ids: list[str], upserted: bool) -> None:
+        for i in ids:
+            self.journal[i] = upserted
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="clarity-index-build", daemon=True)
+        self._thread.start()
+
+    def run(self) -> bool:
+        """Export, build in a child, swap. True when the new generation is current."""
+        eng = self.engine
+        work = build_dir(eng.base)
+        gen: Path | None = None
+        t0 = time.perf_counter()
+        try:
+            remove_tree(work)
+            work.mkdir(parents=True)
+            export = work / "export.jsonl"
+            count = self._export(export)
+            hook("exported")
+            gen = new_generation(eng.base)
+            self._child(export, gen, count)
+            self._swap(gen)
+            self.result = "done"
+            log.info("index build of %d points done in %.1f s (swap pause %.3f s)", count,
+                     time.perf_counter() - t0, self.swap_pause_s or 0.0)
+            return True
+        except BaseException as e:
+            self.result = f"abandoned: {e}"
+            if not self._cancel.is_set():
+                log.warning("index build abandoned, serving the old shard: %s", e)
+            if gen is not None and not self._is_current(gen):
+                remove_tree(gen)
+            return False
+        finally:
+            remove_tree(work)
+            eng._build_finished(self)
+
+    def _is_current(self, gen: Path) -> bool:
+        return bool(self.engine._dir == gen)
+
+    def _export(self, export: Path) -> int:
+        import qdrant_edge as q
+
+        eng = self.engine
+        cursor, count = None, 0
+        with open(export, "wb") as f:
+            while True:
+                if self._cancel.is_set():
+                    raise BuildAbandoned("the engine is closing")
+                with eng._lock:
+                    recs, cursor = eng._s().scroll(q.ScrollRequest(offset=cursor, limit=EXPORT_CHUNK,
+                                                                   with_payload=True, with_vector=True))
+                f.write(b"".join(record_line(r) for r in recs))
+                count += len(recs)
+                if cursor is None:
+                    break
+        return count
+
+    def _child(self, export: Path, gen: Path, count: int) -> None:
+        cmd = [sys.executable, "-m", "clarity.engines.edge_build", str(export), str(gen), str(self.engine.dim),
+               str(os.getpid())]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        end = time.monotonic() + deadline_s(count)
+        try:
+            while True:
+                try:
+                    rc = self._proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self._cancel.is_set():
+                        raise BuildAbandoned("the engine is closing") from None
+                    if time.monotonic() > end:
+                        raise BuildAbandoned(f"the build took longer than {deadline_s(count):.0f} s") from None
+            if rc != 0:
+                raise BuildAbandoned(f"the build process exited with {rc}")
+        finally:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait(timeout=30)
+
+    def _swap(self, gen: Path) -> None:
+        import qdrant_edge as q
+
+        eng = self.engine
+        with eng._lock:
+            if self._cancel.is_set() or eng._shard is None:
+                raise BuildAbandoned("the engine is closing")
+            t = time.perf_counter()
+            old, old_dir = eng._shard, eng._dir
+            ups = [i for i, u in self.journal.items() if u]
+            dels: list[Any] = [i for i, u in self.journal.items() if not u]
+            recs = old.retrieve(ups, with_payload=True, with_vector=True) if ups else []
+            new = open_shard(gen, eng.dim)
+            try:
+                if recs:
+                    new.update(q.UpdateOperation.upsert_points([q.Point(r.id, r.vector, r.payload) for r in recs]))
+                if dels:
+                    new.update(q.UpdateOperation.delete_points(dels))
+                hook("swap")
+                n_old = int(old.count(q.CountRequest(exact=True)))
+                n_new = int(new.count(q.CountRequest(exact=True)))
+                if n_old != n_new:
+                    raise BuildAbandoned(f"the new shard counts {n_new} points, the current one {n_old}")
+                new.flush()
+                set_current(eng.base, gen)
+            except BaseException:
+                new.close()
+                raise
+            eng._switch(new, gen, len(ups))
+            self.swap_pause_s = time.perf_counter() - t
+            hook("switched")
+            try:
+                old.close()
+            except Exception as e:  # noqa: BLE001 - the old shard is no longer used
+                log.warning("closing the replaced shard: %s", e)
+        remove_tree(old_dir)
+
+    def cancel(self, timeout_s: float = 30.0) -> None:
+        """Stop the build (kill the child); call WITHOUT holding the engine lock."""
+        self._cancel.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=timeout_s)
+
+    def wait(self, timeout_s: float) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+            return not self._thread.is_alive()
+        return True
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(3)
+
+
+def main(argv: list[str]) -> int:
+    export, gen, dim, parent = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
+    _die_with_parent(parent)
+    os.nice(10)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    t = time.perf_counter()
+    count = build_generation(export, gen, dim)
+    log.info("built the index of %d points in %s in %.1f s", count, gen, time.perf_counter() - t)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
