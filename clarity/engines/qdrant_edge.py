@@ -133,6 +133,8 @@ class EdgeEngine:
             if self._build is build:
                 self._build = None
             self.last_build = build
+            if build.result != "done":  # no retry before `index_threshold` more writes (or a reopen)
+                self._since_build = 0
 
     def _switch(self, shard: Any, folder: Path, written_since: int) -> None:
         """An index build's swap (the build holds the lock): `shard` in `folder` is now current."""
