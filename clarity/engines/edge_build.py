@@ -136,6 +136,7 @@ class IndexBuild:
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self.swap_pause_s: float | None = None
+        self.timings: dict[str, float] = {}  # export_s, child_s, swap_s (the pause), total_s
         self.result: str = "running"
 
     def note(self, ids: list[str], upserted: bool) -> None:
@@ -157,27 +158,29 @@ class IndexBuild:
             work.mkdir(parents=True)
             export = work / "export.jsonl"
             count = self._export(export)
+            self.timings["export_s"] = time.perf_counter() - t0
             hook("exported")
             gen = new_generation(eng.base)
             self._child(export, gen, count)
+            self.timings["child_s"] = time.perf_counter() - t0 - self.timings["export_s"]
+            export.unlink()  # before the swap's fsyncs: its dirty pages are dropped, not written out
             self._swap(gen)
+            self.timings["swap_s"] = self.swap_pause_s or 0.0
+            self.timings["total_s"] = time.perf_counter() - t0
             self.result = "done"
-            log.info("index build of %d points done in %.1f s (swap pause %.3f s)", count,
-                     time.perf_counter() - t0, self.swap_pause_s or 0.0)
+            log.info("index build of %d points done: %s", count,
+                     ", ".join(f"{k} {v:.3f}" for k, v in self.timings.items()))
             return True
         except BaseException as e:
             self.result = f"abandoned: {e}"
             if not self._cancel.is_set():
                 log.warning("index build abandoned, serving the old shard: %s", e)
-            if gen is not None and not self._is_current(gen):
+            if gen is not None and eng._dir != gen:
                 remove_tree(gen)
             return False
         finally:
             remove_tree(work)
             eng._build_finished(self)
-
-    def _is_current(self, gen: Path) -> bool:
-        return bool(self.engine._dir == gen)
 
     def _export(self, export: Path) -> int:
         import qdrant_edge as q
@@ -232,6 +235,7 @@ class IndexBuild:
             dels: list[Any] = [i for i, u in self.journal.items() if not u]
             recs = old.retrieve(ups, with_payload=True, with_vector=True) if ups else []
             new = open_shard(gen, eng.dim)
+            self.timings["swap_load_s"] = time.perf_counter() - t
             try:
                 if recs:
                     new.update(q.UpdateOperation.upsert_points([q.Point(r.id, r.vector, r.payload) for r in recs]))

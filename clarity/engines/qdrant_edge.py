@@ -282,8 +282,7 @@ class EdgeEngine:
             self._group.commit()
 
     def optimize(self) -> bool:
-        """Build HNSW / merge segments. Blocks every thread of this process (GIL) for its whole run:
-        only for maintenance, never while serving."""
+        """Build HNSW in place. Holds the GIL for its whole run: measurements only (scripts/edge_probe.py)."""
         with self._lock:
             return bool(self._s().optimize())
 
