@@ -7,7 +7,7 @@ it cannot run in the serving process. Instead (`IndexBuild.run`, in a background
 1. A journal starts (every `upsert`/`delete` from now on records its ids, last write wins).
 2. Every point (payload, dense and BM25 vectors) is exported, a chunk at a time under the engine lock,
    to `<qdrant>/edge.build/export.jsonl`.
-3. A child (`python -m clarity.engines.edge_build`, niced, killed with its parent by PR_SET_PDEATHSIG,
+3. A child (`python -m clarity.engines.edge_build_child`, niced, killed with its parent by PR_SET_PDEATHSIG,
    one indexing thread so a core stays free) writes a new generation folder from the export, runs
    `optimize()`, flushes, writes `MARKER` (its count) and exits 0. The owner waits with a deadline; on
    failure or timeout it kills the child, removes its folder, logs, and keeps serving the old shard.
@@ -25,100 +25,29 @@ starts when `index_threshold` more points have been written, or at the next open
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from clarity.engines.edge_build_child import HOOK_ENV, MARKER, hook, indexed_count, record_line
 from clarity.engines.edge_layout import build_dir, new_generation, remove_tree, set_current
-from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, SPARSE, open_shard
+from clarity.engines.edge_shard import open_shard
+
+__all__ = ["HOOK_ENV", "MARKER", "IndexBuild", "deadline_s", "indexed_count"]
 
 log = logging.getLogger(__name__)
 
-MARKER = "clarity-index-count"  # in a generation folder: how many points its index build covered
 EXPORT_CHUNK = 512
-HOOK_ENV = "CLARITY_TEST_INDEX_HOOKS"  # tests only: a folder of stage files (see `hook`)
-
-
-def indexed_count(shard_dir: Path) -> int:
-    try:
-        return int((shard_dir / MARKER).read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0
 
 
 def deadline_s(count: int) -> float:
     """How long a child may take: generous (measured ~1 min at 100k on an idle 2-core machine)."""
     return 120.0 + count * 0.01
-
-
-def hook(stage: str) -> None:
-    """Tests only: with `$CLARITY_TEST_INDEX_HOOKS` set, touch `<dir>/<stage>`, then wait (at most
-    120 s) while `<dir>/<stage>.hold` exists. Stages: `exported`, `child`, `swap`, `switched`."""
-    folder = os.environ.get(HOOK_ENV)
-    if not folder:
-        return
-    (Path(folder) / stage).touch()
-    end = time.monotonic() + 120
-    while (Path(folder) / f"{stage}.hold").exists() and time.monotonic() < end:
-        time.sleep(0.02)
-
-
-def record_line(rec: Any) -> bytes:
-    vec = rec.vector or {}
-    sp = vec.get(SPARSE)
-    return orjson.dumps({"id": str(rec.id), "payload": rec.payload or {}, "dense": list(vec.get(DENSE) or []),
-                         "sparse": [list(sp.indices), list(sp.values)] if sp is not None else None}) + b"\n"
-
-
-def read_export(path: Path, batch: int = 1024) -> Iterator[list[Any]]:
-    import qdrant_edge as q
-
-    out: list[Any] = []
-    with open(path, "rb") as f:
-        for line in f:
-            item = orjson.loads(line)
-            vectors: dict[str, Any] = {DENSE: item["dense"]}
-            if item["sparse"] is not None:
-                vectors[SPARSE] = q.SparseVector(item["sparse"][0], item["sparse"][1])
-            out.append(q.Point(item["id"], vectors, item["payload"]))
-            if len(out) >= batch:
-                yield out
-                out = []
-    if out:
-        yield out
-
-
-def build_generation(export: Path, gen: Path, dim: int) -> int:
-    """Write the points of `export` into a new shard at `gen`, build its index, flush, close; then write
-    `BM25_COMPLETE` and `MARKER`. Returns the count. The child's work; also usable in-process."""
-    import qdrant_edge as q
-
-    shard = open_shard(gen, dim, indexing=True)
-    try:
-        for points in read_export(export):
-            shard.update(q.UpdateOperation.upsert_points(points))
-        hook("child")
-        shard.optimize()
-        count = int(shard.count(q.CountRequest(exact=True)))
-        shard.flush()
-    finally:
-        shard.close()
-    (gen / BM25_COMPLETE).touch(mode=0o600)
-    with open(gen / MARKER, "w") as f:
-        f.write(f"{count}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return count
 
 
 class BuildAbandoned(RuntimeError):
@@ -201,7 +130,7 @@ class IndexBuild:
         return count
 
     def _child(self, export: Path, gen: Path, count: int) -> None:
-        cmd = [sys.executable, "-m", "clarity.engines.edge_build", str(export), str(gen), str(self.engine.dim),
+        cmd = [sys.executable, "-m", "clarity.engines.edge_build_child", str(export), str(gen), str(self.engine.dim),
                str(os.getpid())]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         end = time.monotonic() + deadline_s(count)
@@ -276,24 +205,3 @@ class IndexBuild:
         return True
 
 
-def _die_with_parent(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(3)
-
-
-def main(argv: list[str]) -> int:
-    export, gen, dim, parent = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
-    _die_with_parent(parent)
-    os.nice(10)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    t = time.perf_counter()
-    count = build_generation(export, gen, dim)
-    log.info("built the index of %d points in %s in %.1f s", count, gen, time.perf_counter() - t)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
