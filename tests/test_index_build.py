@@ -207,3 +207,61 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_a_failed_build_keeps_the_old_shard_and_removes_its_folder(tmp_path: Path, hooks: Path) -> None:
+    (hooks / "exported.hold").touch()
+    base = tmp_path / "q" / "edge"
+    engine = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
+    engine.ensure_collection(DIM)
+    try:
+        pts = make_points(220)
+        engine.upsert(pts)
+        wait_for(lambda: (hooks / "exported").exists(), what="the export")
+        (build_dir(base) / "export.jsonl").write_bytes(b"not json\n")  # the build process will fail on it
+        (hooks / "exported.hold").unlink()
+        wait_for(lambda: engine.last_build is not None, what="the build to end")
+        assert engine.last_build is not None and engine.last_build.result.startswith("abandoned")
+        assert [g.name for g in generations(base)] == ["edge"] and not pointer_file(base).exists()
+        assert not build_dir(base).exists()
+        assert engine.count() == 220 and engine.index_state() == {"folder": "edge", "written_since_build": 0,
+                                                                  "building": False}
+        engine.upsert(make_points(10, seed=2))  # far below the threshold: no new build right away
+        assert engine.index_state()["building"] is False
+    finally:
+        engine.close()
+
+
+def test_restore_over_an_indexed_store_is_a_new_generation_finished_after_a_kill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clarity.engines import backup, edge_layout
+
+    qdrant = tmp_path / "home" / "qdrant"
+    base = qdrant / "edge"
+    engine = EdgeEngine(base, index_threshold=200)
+    engine.ensure_collection(DIM)
+    pts = make_points(250)
+    engine.upsert(pts[:230])
+    assert engine.build_index(timeout_s=60) and engine.index_state()["folder"] == "edge.g1"
+    file, n = backup.write_backup(engine, tmp_path / "home" / "backups", "m", DIM)
+    engine.upsert(pts[230:])
+    engine.close()
+    # a kill right after the restored generation is complete and marked READY, before it is current
+    real, calls = edge_layout.finish_restore, []
+
+    def first_call_only(b: Path) -> None:  # restore calls it first for an older restore, then for its own
+        calls.append(b)
+        if len(calls) == 1:
+            real(b)
+    monkeypatch.setattr(edge_layout, "finish_restore", first_call_only)
+    backup.restore_into_edge(file, qdrant, "m")
+    assert current_dir(base).name == "edge.g1" and (qdrant / "edge.g2" / "READY").exists()
+    monkeypatch.undo()
+    again = EdgeEngine(base, index_threshold=0)
+    again.ensure_collection(DIM)  # the next open finishes the restore
+    try:
+        assert n == 230 and again.count() == 230 and again.index_state()["folder"] == "edge.g2"
+        assert [g.name for g in generations(base)] == ["edge.g2"] and not (qdrant / "edge.g2" / "READY").exists()
+        assert len(list((tmp_path / "home" / "backups").glob("edge-replaced-*"))) == 1
+    finally:
+        again.close()
