@@ -46,7 +46,8 @@ EXPORT_CHUNK = 512
 
 
 def deadline_s(count: int) -> float:
-    """How long a child may take: generous (measured ~1 min at 100k on an idle 2-core machine)."""
+    """How long a child may take: generous (measured 2.6-4.7 min at 100k on a busy 2-core machine,
+    one indexing thread, niced)."""
     return 120.0 + count * 0.01
 
 
@@ -130,7 +131,8 @@ class IndexBuild:
         return count
 
     def _child(self, export: Path, gen: Path, count: int) -> None:
-        cmd = [sys.executable, "-m", "clarity.engines.edge_build_child", str(export), str(gen), str(self.engine.dim),
+        cmd = [sys.executable, "-P", "-m", "clarity.engines.edge_build_child",  # -P: not the cwd's modules
+               str(export), str(gen), str(self.engine.dim),
                str(os.getpid())]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         end = time.monotonic() + deadline_s(count)
@@ -175,7 +177,8 @@ class IndexBuild:
                 n_new = int(new.count(q.CountRequest(exact=True)))
                 if n_old != n_new:
                     raise BuildAbandoned(f"the new shard counts {n_new} points, the current one {n_old}")
-                new.flush()
+                if recs or dels:  # the child synced everything else
+                    new.flush()
                 set_current(eng.base, gen)
             except BaseException:
                 new.close()
