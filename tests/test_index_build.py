@@ -19,6 +19,7 @@ import pytest
 
 from clarity.config import load_settings
 from clarity.embedding import Embedder
+from clarity.engines.base import EngineLocked
 from clarity.engines.edge_build import HOOK_ENV
 from clarity.engines.edge_layout import build_dir, current_dir, generations, pointer_file
 from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
@@ -95,6 +96,8 @@ def test_writes_and_deletes_during_the_build_survive_the_swap(tmp_path: Path, ho
         changed = [type(p)(p.id, {**p.payload, "content": "changed " + p.id}, p.vector) for p in pts[20:30]]
         engine.upsert(changed)                           # exported, then updated
         assert len(engine.search(pts[50].vector or [], 5)) == 5  # the old shard serves meanwhile
+        with pytest.raises(EngineLocked):  # a second opener is fenced off before it touches any folder
+            EdgeEngine(base).ensure_collection(DIM)
         (hooks / "child.hold").unlink()
         wait_for(lambda: engine.last_build is not None, what="the swap")
         assert engine.last_build is not None and engine.last_build.result == "done"

@@ -8,21 +8,27 @@ written to a temporary file, fsynced, renamed over `edge.current`, and the folde
 rename is the commit point: before it the old generation is current, after it the new one is. Folders
 are never renamed while a shard in them is open (Edge keeps the path), hence generations.
 
-`remove_strays` (run by the owner before it opens the shard) deletes every generation folder that is
-not current and the build work folder: leftovers of a build or swap that a kill interrupted. A restored
-backup is marked `READY` (the file names the generation it replaces) until `finish_restore` has made it
-current and moved the replaced one to `<home>/backups/`, so a kill at any point of that is finished by
-the next open rather than removed.
+`lock_store` is the fence across generations: the process that opens the store holds an exclusive
+`flock` on `edge.lock` until it closes it (the kernel drops it when the process dies), so a second
+process gets `EngineLocked` before it reads the pointer or removes anything (Edge's own WAL lock only
+covers one generation folder). `remove_strays` (run by the owner, under that lock, before it opens the
+shard) deletes every generation folder that is not current and the build work folder: leftovers of a
+build or swap that a kill interrupted. A restored backup is marked `READY` (the file names the
+generation it replaces) until `finish_restore` has made it current and moved the replaced one to
+`<home>/backups/`, so a kill at any point of that is finished by the next open rather than removed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import shutil
 import time
 from pathlib import Path
+
+from clarity.engines.base import EngineLocked
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,19 @@ def pointer_file(base: Path) -> Path:
 def build_dir(base: Path) -> Path:
     """The work folder of an index build (the export file); removed after each build."""
     return base.parent / (base.name + BUILD_SUFFIX)
+
+
+def lock_store(base: Path) -> int:
+    """Take the store's exclusive lock (non-blocking); returns the fd to `os.close` when done.
+    Raises EngineLocked when another process (or another open in this one) holds it."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(base.parent / (base.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise EngineLocked(f"the Edge store {base} is open in another process") from None
+    return fd
 
 
 def current_dir(base: Path) -> Path:

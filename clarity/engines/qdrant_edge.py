@@ -1,4 +1,4 @@
-"""Qdrant Edge (`qdrant-edge-py`) as the default Engine: one shard in `<home>/qdrant/edge/`.
+"""Qdrant Edge (`qdrant-edge-py`) as the default Engine: one shard in `<home>/qdrant/edge*/`.
 
 Layout of the shard: dense vector `dense` (cosine, the model's dimension), sparse vector `bm25` (IDF
 modifier; BM25 of the content, see `clarity.memory.sparse`; a point with no indexable term has none), payload
@@ -6,8 +6,8 @@ indexes: keyword `memory_type`, `tags`, `content_hash`, `session`; datetime `cre
 
 Guarantees: see the durability contract in `clarity.engines.base` (a returned write survives SIGKILL;
 a power cut loses at most the writes of the last `flush_interval_s`, or nothing with 0). Opening
-replays the WAL (the shard is mmapped, not loaded). Only one process can open the shard: a second one
-gets `EngineLocked` (Edge: "Can't init WAL: WouldBlock"). Every call holds Python's GIL inside the
+replays the WAL (the shard is mmapped, not loaded). Only one process can open the store: a second one
+gets `EngineLocked` (`edge_layout.lock_store`; Edge's WAL lock too). Every call holds Python's GIL inside the
 library (measured: scripts/edge_probe.py), so calls are serialized; this engine never calls
 `optimize()` itself, because it holds the GIL for its whole run (24 s at 20k points here), freezing
 every thread of the owner. Instead, once `index_threshold` points have been written since the last index
@@ -16,15 +16,14 @@ child process and swaps it in (`clarity.engines.edge_build`; the shard folder is
 `clarity.engines.edge_layout`). Points written since the last build are searched exactly.
 
 Stores written before BM25 (points without `bm25`) get their sparse vectors once per shard, at the
-first open (`edge_shard.backfill_sparse`, in batches, each a vector-only update; the marker file
-`BM25_COMPLETE` in the shard folder records that it ran, so later opens scan nothing). The shard is
-opened by the lease owner, so this runs under the lease; a kill in the middle leaves the rest for the
-next open (each batch is complete or absent). The shard's layout and helpers: `edge_shard`.
+first open (`edge_shard.backfill_sparse`, in vector-only batches; the marker `BM25_COMPLETE` records
+that it ran). It runs under the lease; a kill leaves the rest for the next open.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from typing import Any
 
 from clarity.engines.base import Filter, Point
 from clarity.engines.edge_build import IndexBuild, indexed_count
-from clarity.engines.edge_layout import current_dir, finish_restore, remove_strays
+from clarity.engines.edge_layout import current_dir, finish_restore, lock_store, remove_strays
 from clarity.engines.edge_shard import (  # noqa: F401  (edge_dir, open_shard, ... are this module's API too)
     BM25_COMPLETE,
     DENSE,
@@ -81,6 +80,7 @@ class EdgeEngine:
         self._since_build = 0
         self._build: IndexBuild | None = None
         self.last_build: IndexBuild | None = None
+        self._fence: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -95,12 +95,17 @@ class EdgeEngine:
         with self._lock:
             if self._shard is not None:
                 return
-            finish_restore(self.base)
-            remove_strays(self.base)
             t = time.perf_counter()
-            self._dir = current_dir(self.base)
-            self._shard = open_shard(self._dir, dim)
-            self.dim = dim
+            fence = lock_store(self.base)
+            try:
+                finish_restore(self.base)
+                remove_strays(self.base)
+                self._dir = current_dir(self.base)
+                self._shard = open_shard(self._dir, dim)
+            except BaseException:
+                os.close(fence)
+                raise
+            self._fence, self.dim = fence, dim
             marker = self._dir / BM25_COMPLETE
             if not marker.exists():  # once per shard: afterwards every write carries its BM25 vector
                 backfill_sparse(self._shard)
@@ -281,11 +286,6 @@ class EdgeEngine:
         if self._group is not None:
             self._group.commit()
 
-    def optimize(self) -> bool:
-        """Build HNSW in place. Holds the GIL for its whole run: measurements only (scripts/edge_probe.py)."""
-        with self._lock:
-            return bool(self._s().optimize())
-
     def close(self) -> None:
         build = self._build
         if build is not None:  # outside the lock: the build's thread may be waiting for it
@@ -301,3 +301,6 @@ class EdgeEngine:
                 finally:
                     self._shard = None
                     self._group = None
+            if self._fence is not None:
+                os.close(self._fence)
+                self._fence = None
