@@ -4,7 +4,9 @@ Prints figures and writes docs/bench/edge_probe.json and docs/bench/edge_probe.m
 - per size (default 1k, 10k, 100k random 384-dim points with clarity payloads): open (load) time,
   exact search top-5, newest 20 (order-by), exact count, facet, 1-point upsert, upsert + flush;
 - HNSW at --hnsw-n points: optimize() time, search after it, and the longest stall of another
-  Python thread while optimize() runs (does it hold the GIL?);
+  Python thread while optimize() runs (does it hold the GIL?); then the same through the background
+  build clarity uses (clarity.engines.edge_build: child process + swap): its time, the swap pause,
+  the longest stall of another thread meanwhile, search after it;
 - durability cost: flush per acknowledgement vs group commit with 8 writer threads;
 - migration of a qdrant-client store of --migrate-n points (0 skips it).
 Usage: python scripts/edge_probe.py [--sizes 1000,10000,100000] [--hnsw-n 20000] [--migrate-n 100000]
@@ -60,7 +62,7 @@ def points(n: int, rng: np.random.Generator, start: int = 0) -> list[Point]:
 
 
 def build(path: Path, n: int, rng: np.random.Generator) -> EdgeEngine:
-    e = EdgeEngine(path, flush_interval_s=0)
+    e = EdgeEngine(path, flush_interval_s=0, index_threshold=0)
     e.ensure_collection(DIM)
     for start in range(0, n, 2000):
         e._s().update(__import__("qdrant_edge").UpdateOperation.upsert_points(
@@ -75,7 +77,7 @@ def probe_size(root: Path, n: int, rng: np.random.Generator) -> dict[str, Any]:
     e = build(path, n, rng)
     e.close()
     t = time.perf_counter()
-    e = EdgeEngine(path, flush_interval_s=3600)
+    e = EdgeEngine(path, flush_interval_s=3600, index_threshold=0)
     e.ensure_collection(DIM)
     r: dict[str, Any] = {"n": n, "open_s": round(time.perf_counter() - t, 3)}
     q = rng.standard_normal(DIM).tolist()
@@ -97,11 +99,9 @@ def probe_size(root: Path, n: int, rng: np.random.Generator) -> dict[str, Any]:
     return r
 
 
-def probe_hnsw(root: Path, n: int, rng: np.random.Generator) -> dict[str, Any]:
-    e = build(root / "hnsw", n, rng)
-    q = rng.standard_normal(DIM).tolist()
-    r: dict[str, Any] = {"n": n, "search_exact_top5": ms(timed(lambda: e.search(q, 5), 20))}
-    stalls: list[float] = []
+def longest_stall(fn: Any) -> tuple[float, float]:
+    """(seconds fn took, longest stall of another Python thread ticking every 5 ms meanwhile)."""
+    stalls: list[float] = [0.0]
     stop = threading.Event()
 
     def ticker() -> None:
@@ -112,12 +112,29 @@ def probe_hnsw(root: Path, n: int, rng: np.random.Generator) -> dict[str, Any]:
     th = threading.Thread(target=ticker)
     th.start()
     t = time.perf_counter()
-    e.optimize()
-    r["optimize_s"] = round(time.perf_counter() - t, 2)
+    fn()
+    took = time.perf_counter() - t
     stop.set()
     th.join()
-    r["longest_stall_of_another_thread_during_optimize_s"] = round(max(stalls), 2)
+    return took, max(stalls)
+
+
+def probe_hnsw(root: Path, n: int, rng: np.random.Generator) -> dict[str, Any]:
+    e = build(root / "hnsw", n, rng)
+    q = rng.standard_normal(DIM).tolist()
+    r: dict[str, Any] = {"n": n, "search_exact_top5": ms(timed(lambda: e.search(q, 5), 20))}
+    took, stall = longest_stall(lambda: e._s().optimize())  # in place: holds the GIL throughout
+    r["optimize_s"] = round(took, 2)
+    r["longest_stall_of_another_thread_during_optimize_s"] = round(stall, 2)
     r["search_hnsw_top5"] = ms(timed(lambda: e.search(q, 5), 50))
+    e.close()
+    e = build(root / "background", n, rng)
+    took, stall = longest_stall(e.build_index)
+    b = e.last_build
+    r["background_build"] = {"s": round(took, 2), "result": b.result if b else None,
+                             "swap_pause_s": round((b.swap_pause_s or 0) if b else 0, 3),
+                             "longest_stall_of_another_thread_s": round(stall, 3),
+                             "search_top5": ms(timed(lambda: e.search(q, 5), 50))}
     e.close()
     return r
 
@@ -232,6 +249,12 @@ def render(res: dict[str, Any]) -> str:
                   f"{h['search_exact_top5']['p50_ms']} ms -> HNSW {h['search_hnsw_top5']['p50_ms']} ms; another "
                   f"Python thread stalled up to {h['longest_stall_of_another_thread_during_optimize_s']} s while "
                   "optimize() ran (it holds the GIL: nothing else in the process runs)."]
+        bg = h.get("background_build")
+        if bg:
+            lines += ["", f"Background build (child process + swap, clarity.engines.edge_build) at {h['n']} points: "
+                      f"{bg['s']} s, {bg['result']}; swap pause {bg['swap_pause_s']} s; another Python thread "
+                      f"stalled up to {bg['longest_stall_of_another_thread_s']} s; search after it "
+                      f"{bg['search_top5']['p50_ms']} ms."]
     if "migration" in res:
         mg = res["migration"]
         lines += ["", f"Migration of a qdrant-client store of {mg['n']} points: {mg['migrate_s']} s "

@@ -29,4 +29,4 @@ def open_engine(settings: Settings) -> Engine:
         return QdrantClientEngine(path=settings.qdrant_path, collection=e.collection)
     from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
 
-    return EdgeEngine(edge_dir(settings.qdrant_path), e.flush_interval_s)
+    return EdgeEngine(edge_dir(settings.qdrant_path), e.flush_interval_s, e.index_threshold)

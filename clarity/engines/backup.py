@@ -2,10 +2,11 @@
 
 Format: line 1 `{"format": "clarity-backup", "version": 1, "model", "dims", "count", "created_at"}`,
 then one `{"id", "payload", "vector"}` per line. A backup is written to a temporary name and renamed
-when complete (a half-written backup never has the final name). Restore builds the whole shard in
-`<home>/qdrant/edge.next/`, verifies the count, then swaps it in (`qdrant_edge.finish_swap`: the old
-shard goes to `<home>/backups/edge-replaced-*`); a kill before the swap leaves the store as it was, a
-kill during the swap is finished by the next open. Edge snapshots are not used: qdrant-edge-py 0.9
+when complete (a half-written backup never has the final name). Restore builds the whole shard in a
+new generation folder (`clarity.engines.edge_layout`), verifies the count, marks it `READY`, then makes
+it current (`edge_layout.finish_restore`: the old shard goes to `<home>/backups/edge-replaced-*`); a
+kill before `READY` leaves the store as it was (the next open removes the partial folder), a kill after
+it is finished by the next open. Edge snapshots are not used: qdrant-edge-py 0.9
 can unpack and apply snapshots but has no call that writes one.
 """
 
@@ -63,15 +64,17 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str) -> dic
     """Replace the Edge shard with the backup at `path`. Caller holds the maintenance lock."""
     import qdrant_edge as q
 
-    from clarity.engines.qdrant_edge import edge_vectors, finish_swap, open_shard
+    from clarity.engines.edge_layout import current_dir, finish_restore, mark_ready, new_generation
+    from clarity.engines.qdrant_edge import edge_dir, edge_vectors, open_shard
 
     header = read_header(path)
     if header.get("model") != expected_model:
         raise ValueError(f"{path} was made with the model {header.get('model')!r}, this store uses "
                          f"{expected_model!r}: restore it into a home configured for that model")
     dims = int(header["dims"])
-    nxt = qdrant_path / "edge.next"
-    shutil.rmtree(nxt, ignore_errors=True)
+    base = edge_dir(qdrant_path)
+    finish_restore(base)  # an earlier restore that a kill interrupted
+    nxt = new_generation(base)
     shard = open_shard(nxt, dims)
     count = 0
     try:
@@ -104,6 +107,6 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str) -> dic
         shutil.rmtree(nxt, ignore_errors=True)
         raise
     shard.close()
-    (nxt / "READY").write_bytes(b"")
-    finish_swap(qdrant_path)
+    mark_ready(nxt, current_dir(base))
+    finish_restore(base)
     return {"restored": count, "file": str(path)}

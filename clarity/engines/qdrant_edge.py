@@ -1,4 +1,4 @@
-"""Qdrant Edge (`qdrant-edge-py`) as the default Engine: one shard in `<home>/qdrant/edge/`.
+"""Qdrant Edge (`qdrant-edge-py`) as the default Engine: one shard in `<home>/qdrant/edge*/`.
 
 Layout of the shard: dense vector `dense` (cosine, the model's dimension), sparse vector `bm25` (IDF
 modifier; BM25 of the content, see `clarity.memory.sparse`; a point with no indexable term has none), payload
@@ -6,23 +6,24 @@ indexes: keyword `memory_type`, `tags`, `content_hash`, `session`; datetime `cre
 
 Guarantees: see the durability contract in `clarity.engines.base` (a returned write survives SIGKILL;
 a power cut loses at most the writes of the last `flush_interval_s`, or nothing with 0). Opening
-replays the WAL (the shard is mmapped, not loaded). Only one process can open the shard: a second one
-gets `EngineLocked` (Edge: "Can't init WAL: WouldBlock"). Every call holds Python's GIL inside the
+replays the WAL (the shard is mmapped, not loaded). Only one process can open the store: a second one
+gets `EngineLocked` (`edge_layout.lock_store`; Edge's WAL lock too). Every call holds Python's GIL inside the
 library (measured: scripts/edge_probe.py), so calls are serialized; this engine never calls
-`optimize()` while serving, because it holds the GIL for its whole run (24 s at 20k points here),
-freezing every thread of the owner. Search is exact (plain index) unless `optimize()` is called by
-maintenance code.
+`optimize()` itself, because it holds the GIL for its whole run (24 s at 20k points here), freezing
+every thread of the owner. Instead, once `index_threshold` points have been written since the last index
+build (counted at open from the marker the build leaves), a background build makes an indexed copy in a
+child process and swaps it in (`clarity.engines.edge_build`; the shard folder is then a new generation,
+`clarity.engines.edge_layout`). Points written since the last build are searched exactly.
 
 Stores written before BM25 (points without `bm25`) get their sparse vectors once per shard, at the
-first open (`edge_shard.backfill_sparse`, in batches, each a vector-only update; the marker file
-`BM25_COMPLETE` in the shard folder records that it ran, so later opens scan nothing). The shard is
-opened by the lease owner, so this runs under the lease; a kill in the middle leaves the rest for the
-next open (each batch is complete or absent). The shard's layout and helpers: `edge_shard`.
+first open (`edge_shard.backfill_sparse`, in vector-only batches; the marker `BM25_COMPLETE` records
+that it ran). It runs under the lease; a kill leaves the rest for the next open.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from clarity.engines.base import Filter, Point
+from clarity.engines.edge_build import IndexBuild, indexed_count
+from clarity.engines.edge_layout import current_dir, finish_restore, lock_store, remove_strays
 from clarity.engines.edge_shard import (  # noqa: F401  (edge_dir, open_shard, ... are this module's API too)
     BM25_COMPLETE,
     DENSE,
@@ -43,7 +46,6 @@ from clarity.engines.edge_shard import (  # noqa: F401  (edge_dir, open_shard, .
     backfill_sparse,
     edge_dir,
     edge_vectors,
-    finish_swap,
     open_shard,
     remove_tree,
     to_filter,
@@ -52,19 +54,33 @@ from clarity.engines.group_commit import Flusher, GroupCommit
 from clarity.engines.hybrid import SearchQuery, edge_request, ranked
 
 log = logging.getLogger(__name__)
+DEFAULT_INDEX_THRESHOLD = 20_000
+
 
 class EdgeEngine:
+    """`path`: the shard's base path (`edge_dir(<home>/qdrant)`); the shard is in its current generation.
+    `index_threshold`: points written since the last index build that start a background build
+    (0 or less: never)."""
+
     name = "qdrant-edge"
     exclusive = True
 
-    def __init__(self, path: Path, flush_interval_s: float = 1.0) -> None:
-        self.path = path
+    def __init__(self, path: Path, flush_interval_s: float = 1.0,
+                 index_threshold: int = DEFAULT_INDEX_THRESHOLD) -> None:
+        self.path = self.base = path
         self.flush_interval_s = flush_interval_s
+        self.index_threshold = index_threshold
+        self.dim = 0
+        self._dir = path
         self._shard: Any = None
         self._lock = threading.RLock()
         self._group: GroupCommit | None = None
         self._flusher: Flusher | None = None
         self._size: tuple[float, int] | None = None
+        self._since_build = 0
+        self._build: IndexBuild | None = None
+        self.last_build: IndexBuild | None = None
+        self._fence: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -79,17 +95,74 @@ class EdgeEngine:
         with self._lock:
             if self._shard is not None:
                 return
-            finish_swap(self.path.parent)
             t = time.perf_counter()
-            self._shard = open_shard(self.path, dim)
-            marker = self.path / BM25_COMPLETE
+            fence = lock_store(self.base)
+            try:
+                finish_restore(self.base)
+                remove_strays(self.base)
+                self._dir = current_dir(self.base)
+                self._shard = open_shard(self._dir, dim)
+            except BaseException:
+                os.close(fence)
+                raise
+            self._fence, self.dim = fence, dim
+            marker = self._dir / BM25_COMPLETE
             if not marker.exists():  # once per shard: afterwards every write carries its BM25 vector
                 backfill_sparse(self._shard)
                 marker.touch(mode=0o600)
-            log.info("opened Edge shard %s in %.3f s", self.path, time.perf_counter() - t)
-            self._group = GroupCommit(self._shard.flush)
+            log.info("opened Edge shard %s in %.3f s", self._dir, time.perf_counter() - t)
+            self._group = GroupCommit(self._flush_current)
             if self.flush_interval_s > 0:
                 self._flusher = Flusher(self._group, self.flush_interval_s)
+            self._since_build = max(0, self.count() - indexed_count(self._dir))
+            self._maybe_build()
+
+    def _flush_current(self) -> None:
+        shard = self._shard
+        if shard is None:
+            return
+        try:
+            shard.flush()
+        except Exception:
+            if shard is self._shard:
+                raise  # else: replaced by an index build, which flushed the new shard before the switch
+
+    def _maybe_build(self) -> None:
+        """Start a background index build when due (caller holds the lock or is opening)."""
+        if 0 < self.index_threshold <= self._since_build and self._build is None and self._shard is not None:
+            self._build = IndexBuild(self)
+            self._build.start()
+
+    def _build_finished(self, build: IndexBuild) -> None:
+        with self._lock:
+            if self._build is build:
+                self._build = None
+            self.last_build = build
+            if build.result != "done":  # no retry before `index_threshold` more writes (or a reopen)
+                self._since_build = 0
+
+    def _switch(self, shard: Any, folder: Path, written_since: int) -> None:
+        """An index build's swap (the build holds the lock): `shard` in `folder` is now current."""
+        self._shard, self._dir, self._since_build = shard, folder, written_since
+        self._size = None
+
+    def build_index(self, timeout_s: float | None = None) -> bool:
+        """Build the index now and wait for it (bench stores, maintenance); same path as the background
+        build. Returns True when the indexed generation is current."""
+        with self._lock:
+            self._s()
+            build = self._build
+            if build is None:
+                build = self._build = IndexBuild(self)
+                build.start()
+        if not build.wait(timeout_s if timeout_s is not None else 3600.0):
+            return False
+        return build.result == "done"
+
+    def index_state(self) -> dict[str, Any]:
+        with self._lock:
+            return {"folder": self._dir.name, "written_since_build": self._since_build,
+                    "building": self._build is not None}
 
     def _written(self) -> None:
         if self._flusher is not None:
@@ -106,6 +179,10 @@ class EdgeEngine:
                        for p in points]
         with self._lock:
             self._s().update(q.UpdateOperation.upsert_points(edge_points))
+            if self._build is not None:
+                self._build.note([p.id for p in points], True)
+            self._since_build += len(points)
+            self._maybe_build()
         self._written()
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -115,6 +192,8 @@ class EdgeEngine:
             return
         with self._lock:
             self._s().update(q.UpdateOperation.delete_points(list(ids)))
+            if self._build is not None:
+                self._build.note(list(ids), False)
         self._written()
 
     def search(self, vector: Sequence[float], limit: int, flt: Filter | None = None,
@@ -200,20 +279,17 @@ class EdgeEngine:
     def storage_bytes(self) -> int:
         now = time.monotonic()
         if self._size is None or now - self._size[0] > SIZE_CACHE_S:
-            self._size = (now, _disk_bytes(self.path))
+            self._size = (now, _disk_bytes(self._dir))
         return self._size[1]
 
     def sync(self) -> None:
         if self._group is not None:
             self._group.commit()
 
-    def optimize(self) -> bool:
-        """Build HNSW / merge segments. Blocks every thread of this process (GIL) for its whole run:
-        only for maintenance, never while serving."""
-        with self._lock:
-            return bool(self._s().optimize())
-
     def close(self) -> None:
+        build = self._build
+        if build is not None:  # outside the lock: the build's thread may be waiting for it
+            build.cancel()
         with self._lock:
             if self._flusher is not None:
                 self._flusher.stop()
@@ -225,3 +301,6 @@ class EdgeEngine:
                 finally:
                     self._shard = None
                     self._group = None
+            if self._fence is not None:
+                os.close(self._fence)
+                self._fence = None

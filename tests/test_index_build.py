@@ -1,0 +1,270 @@
+"""The background HNSW index build (clarity.engines.edge_build): it is built and swapped in, writes
+made during the build survive the swap, a SIGKILL of the owner at any stage loses nothing acknowledged,
+and the build process dies with its owner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clarity.config import load_settings
+from clarity.embedding import Embedder
+from clarity.engines.base import EngineLocked
+from clarity.engines.edge_build import HOOK_ENV
+from clarity.engines.edge_layout import build_dir, current_dir, generations, pointer_file
+from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+from clarity.memory.service import MemoryService
+from tests.test_engine_edge import DIM, make_points
+
+
+def wait_for(cond: Any, timeout_s: float = 30.0, what: str = "") -> None:
+    end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def segment_indexes(shard_dir: Path) -> list[str]:
+    return [json.loads(p.read_text())["config"]["vector_data"]["dense"]["index"]["type"]
+            for p in (shard_dir / "segments").glob("*/segment.json")]
+
+
+@pytest.fixture
+def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "hooks"
+    d.mkdir()
+    monkeypatch.setenv(HOOK_ENV, str(d))
+    return d
+
+
+def test_storing_past_the_threshold_builds_the_index_in_the_background(home: Path) -> None:
+    settings = load_settings(home)
+    base = edge_dir(settings.qdrant_path)
+    engine = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
+    svc = MemoryService(settings, lambda: engine, Embedder(settings.embedding.model, home / "cache"))
+    try:
+        texts = [f"note {i}: the build step {i % 17} writes artefact {i} to bucket {i % 5}" for i in range(230)]
+        res = svc.store_batch([{"id": str(uuid.uuid4()), "content": t, "tags": [f"t{i % 3}"]}
+                               for i, t in enumerate(texts)])
+        assert all(isinstance(r, dict) and r["stored"] for r in res)
+        wait_for(lambda: engine.last_build is not None, what="the index build")
+        assert engine.last_build is not None and engine.last_build.result == "done"
+        assert engine.index_state()["folder"] == "edge.g1" and current_dir(base).name == "edge.g1"
+        assert pointer_file(base).read_text().strip() == "edge.g1"
+        assert not base.exists() and not build_dir(base).exists()  # the old generation is gone
+        assert "hnsw" in segment_indexes(current_dir(base))
+        assert svc.execute("stats", {})["total"] == 230 and engine.count() == 230
+        listed = svc.execute("list", {"limit": 500, "include_content": True})
+        assert listed["total"] == 230 and {m["content"] for m in listed["memories"]} == set(texts)
+        hit = svc.execute("retrieve", {"query": "artefact 123 bucket 3", "limit": 3})
+        assert any("artefact 123 " in m["content"] for m in hit["memories"])
+    finally:
+        svc.close()
+    # reopened: the indexed generation, nothing due
+    again = EdgeEngine(base, index_threshold=200)
+    again.ensure_collection(engine.dim)
+    try:
+        assert again.count() == 230 and again.index_state() == {"folder": "edge.g1", "written_since_build": 0,
+                                                                 "building": False}
+    finally:
+        again.close()
+
+
+def test_writes_and_deletes_during_the_build_survive_the_swap(tmp_path: Path, hooks: Path) -> None:
+    (hooks / "child.hold").touch()
+    base = tmp_path / "q" / "edge"
+    engine = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
+    engine.ensure_collection(DIM)
+    try:
+        pts = make_points(300)
+        engine.upsert(pts[:200])
+        wait_for(lambda: (hooks / "child").exists(), what="the build process")
+        engine.upsert(pts[200:300])                      # new points, journaled
+        engine.delete([p.id for p in pts[:20]])          # exported, then deleted
+        engine.delete([p.id for p in pts[290:]])         # written and deleted during the build
+        changed = [type(p)(p.id, {**p.payload, "content": "changed " + p.id}, p.vector) for p in pts[20:30]]
+        engine.upsert(changed)                           # exported, then updated
+        assert len(engine.search(pts[50].vector or [], 5)) == 5  # the old shard serves meanwhile
+        with pytest.raises(EngineLocked):  # a second opener is fenced off before it touches any folder
+            EdgeEngine(base).ensure_collection(DIM)
+        (hooks / "child.hold").unlink()
+        wait_for(lambda: engine.last_build is not None, what="the swap")
+        assert engine.last_build is not None and engine.last_build.result == "done"
+        assert engine.index_state()["folder"] == "edge.g1"
+        want = {p.id for p in pts[20:290]}
+        assert engine.count() == len(want) == 270
+        got = {p.id: p for p in engine.retrieve([p.id for p in pts], with_vectors=True)}
+        assert set(got) == want
+        for p in changed:
+            assert got[p.id].payload["content"] == "changed " + p.id
+        assert got[pts[250].id].payload == pts[250].payload
+        assert engine.search(pts[250].vector or [], 1)[0].id == pts[250].id
+    finally:
+        engine.close()
+
+
+OWNER = textwrap.dedent("""
+    import sys, threading, time
+    from pathlib import Path
+    sys.path.insert(0, {root!r})
+    from tests.test_engine_edge import make_points
+    from clarity.engines.qdrant_edge import EdgeEngine
+    hooks = Path({hooks!r})
+    e = EdgeEngine(Path({base!r}), flush_interval_s=0.05, index_threshold=200)
+    e.ensure_collection({dim})
+    pts = make_points(320)
+    out = threading.Lock()
+    def ack(op, ids):
+        with out:
+            print(op, *ids, flush=True)
+    e.upsert(pts[:200]); ack("up", [p.id for p in pts[:200]])
+    end = time.monotonic() + 60
+    while not (hooks / "exported").exists() and time.monotonic() < end:
+        time.sleep(0.02)
+    e.upsert(pts[200:300]); ack("up", [p.id for p in pts[200:300]])
+    e.delete([p.id for p in pts[:10]]); ack("del", [p.id for p in pts[:10]])
+    e.upsert(pts[300:320]); ack("up", [p.id for p in pts[300:320]])
+    (hooks / "exported.hold").unlink()
+    def writer():  # keeps writing; blocks while the swap holds the engine lock
+        while True:
+            e.upsert(pts[300:320]); ack("up", [p.id for p in pts[300:320]])
+            time.sleep(0.05)
+    threading.Thread(target=writer, daemon=True).start()
+    while not (hooks / {stage!r}).exists() and time.monotonic() < end:
+        if e.last_build is not None:
+            ack("failed", [e.last_build.result.replace(" ", "_")])
+        time.sleep(0.02)
+    ack("at-stage", [])
+    time.sleep(120)
+""")
+
+
+def children_of(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("stage", ["child", "swap", "switched"])
+def test_sigkill_of_the_owner_during_the_build_loses_nothing(tmp_path: Path, stage: str) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    for s in ("exported", stage):
+        (hooks / f"{s}.hold").touch()
+    base = tmp_path / "q" / "edge"
+    root = str(Path(__file__).resolve().parent.parent)
+    script = OWNER.format(root=root, hooks=str(hooks), base=str(base), dim=DIM, stage=stage)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, HOOK_ENV: str(hooks)})
+    live: set[str] = set()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            op, *ids = line.split()
+            if op == "at-stage":
+                break
+            assert op != "failed", f"the build failed: {ids}"
+            live = live | set(ids) if op == "up" else live - set(ids)
+        else:
+            raise AssertionError(f"the owner exited with {proc.wait()} before the stage {stage}")
+        builder = children_of(proc.pid)
+        assert stage != "child" or builder, "the build process should be running"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for pid in builder:  # PR_SET_PDEATHSIG: the build process dies with its owner
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), 10, "the builder to die")
+    assert len(live) == 310
+    engine = EdgeEngine(base, index_threshold=0)
+    engine.ensure_collection(DIM)
+    try:
+        assert engine.count() == len(live)
+        assert {p.id for p in engine.retrieve(sorted(live))} == live
+        want = "edge.g1" if stage == "switched" else "edge"
+        assert engine.index_state()["folder"] == want
+        assert [g.name for g in generations(base)] == [want] and not build_dir(base).exists()
+    finally:
+        engine.close()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_a_failed_build_keeps_the_old_shard_and_removes_its_folder(tmp_path: Path, hooks: Path) -> None:
+    (hooks / "exported.hold").touch()
+    base = tmp_path / "q" / "edge"
+    engine = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
+    engine.ensure_collection(DIM)
+    try:
+        pts = make_points(220)
+        engine.upsert(pts)
+        wait_for(lambda: (hooks / "exported").exists(), what="the export")
+        (build_dir(base) / "export.jsonl").write_bytes(b"not json\n")  # the build process will fail on it
+        (hooks / "exported.hold").unlink()
+        wait_for(lambda: engine.last_build is not None, what="the build to end")
+        assert engine.last_build is not None and engine.last_build.result.startswith("abandoned")
+        assert [g.name for g in generations(base)] == ["edge"] and not pointer_file(base).exists()
+        assert not build_dir(base).exists()
+        assert engine.count() == 220 and engine.index_state() == {"folder": "edge", "written_since_build": 0,
+                                                                  "building": False}
+        engine.upsert(make_points(10, seed=2))  # far below the threshold: no new build right away
+        assert engine.index_state()["building"] is False
+    finally:
+        engine.close()
+
+
+def test_restore_over_an_indexed_store_is_a_new_generation_finished_after_a_kill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clarity.engines import backup, edge_layout
+
+    qdrant = tmp_path / "home" / "qdrant"
+    base = qdrant / "edge"
+    engine = EdgeEngine(base, index_threshold=200)
+    engine.ensure_collection(DIM)
+    pts = make_points(250)
+    engine.upsert(pts[:230])
+    assert engine.build_index(timeout_s=60) and engine.index_state()["folder"] == "edge.g1"
+    file, n = backup.write_backup(engine, tmp_path / "home" / "backups", "m", DIM)
+    engine.upsert(pts[230:])
+    engine.close()
+    # a kill right after the restored generation is complete and marked READY, before it is current
+    real, calls = edge_layout.finish_restore, []
+
+    def first_call_only(b: Path) -> None:  # restore calls it first for an older restore, then for its own
+        calls.append(b)
+        if len(calls) == 1:
+            real(b)
+    monkeypatch.setattr(edge_layout, "finish_restore", first_call_only)
+    backup.restore_into_edge(file, qdrant, "m")
+    assert current_dir(base).name == "edge.g1" and (qdrant / "edge.g2" / "READY").exists()
+    monkeypatch.undo()
+    again = EdgeEngine(base, index_threshold=0)
+    again.ensure_collection(DIM)  # the next open finishes the restore
+    try:
+        assert n == 230 and again.count() == 230 and again.index_state()["folder"] == "edge.g2"
+        assert [g.name for g in generations(base)] == ["edge.g2"] and not (qdrant / "edge.g2" / "READY").exists()
+        assert len(list((tmp_path / "home" / "backups").glob("edge-replaced-*"))) == 1
+    finally:
+        again.close()
