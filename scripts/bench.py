@@ -90,7 +90,8 @@ class Bench:
             self.res["failover"].append({"engine": engine, "size": size, **fo})
         self.res["rows"].append({
             "engine": engine, "size": size, "engine_name": own.get("engine_name"),
-            "first_call_ms": own.get("first_call_ms"), "store_p50": own["store"]["p50"],
+            "first_call_ms": own.get("first_call_ms"), "index_wait_s": own.get("index_wait_s"),
+            "store_p50": own["store"]["p50"],
             "retrieve_p50": own["retrieve"]["p50"], "list_p50": own["list"]["p50"],
             "stats_p50": own["stats"]["p50"], "owner_rss_mib": own.get("owner_rss_mib"),
             "non_owner_rss_mib": own.get("non_owner_rss_mib"), "standby_rss_mib": own.get("standby_rss_mib"),

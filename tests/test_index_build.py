@@ -58,13 +58,17 @@ def test_storing_past_the_threshold_builds_the_index_in_the_background(home: Pat
         res = svc.store_batch([{"id": str(uuid.uuid4()), "content": t, "tags": [f"t{i % 3}"]}
                                for i, t in enumerate(texts)])
         assert all(isinstance(r, dict) and r["stored"] for r in res)
+        during = svc.execute("stats", {})
+        assert during["unindexed"] >= 200 or not during["index_building"]  # the build may be done already
         wait_for(lambda: engine.last_build is not None, what="the index build")
         assert engine.last_build is not None and engine.last_build.result == "done"
         assert engine.index_state()["folder"] == "edge.g1" and current_dir(base).name == "edge.g1"
         assert pointer_file(base).read_text().strip() == "edge.g1"
         assert not base.exists() and not build_dir(base).exists()  # the old generation is gone
         assert "hnsw" in segment_indexes(current_dir(base))
-        assert svc.execute("stats", {})["total"] == 230 and engine.count() == 230
+        stats = svc.execute("stats", {})
+        assert stats["total"] == 230 and engine.count() == 230
+        assert stats["index_building"] is False and stats["unindexed"] == 0
         listed = svc.execute("list", {"limit": 500, "include_content": True})
         assert listed["total"] == 230 and {m["content"] for m in listed["memories"]} == set(texts)
         hit = svc.execute("retrieve", {"query": "artefact 123 bucket 3", "limit": 3})

@@ -289,6 +289,9 @@ class StatsResult(BaseModel):
     model: str
     dims: int
     storage_bytes: int
+    unindexed: int = Field(0, description="memories written since the last vector index build (searched "
+                           "exactly meanwhile; the owner rebuilds in the background past a threshold)")
+    index_building: bool = Field(False, description="an index build runs in the background now")
     home: str
     served_by_pid: int
 

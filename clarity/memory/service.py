@@ -271,10 +271,13 @@ class MemoryService:
     def op_stats(self, args: dict[str, Any] | m.Request) -> dict[str, Any]:
         m.parse(m.StatsRequest, args)
         by_type = self._eng().facet("memory_type")
+        state = getattr(self._eng(), "index_state", None)
+        index = state() if state is not None else {}
         return {
             "total": self._eng().count(), "by_type": dict(sorted(by_type.items())), "engine": self._eng().name,
             "model": self.embedder.model_name, "dims": self.embedder.dim,
             "storage_bytes": self._eng().storage_bytes(), "home": str(self.settings.home),
+            "unindexed": int(index.get("written_since_build", 0)), "index_building": bool(index.get("building")),
             "served_by_pid": os.getpid(),
         }
 

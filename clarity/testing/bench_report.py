@@ -8,7 +8,7 @@ from typing import Any
 
 from clarity.testing.stats import ratio
 
-ISSUE8_COLS = ("engine", "memories", "first call (open + model)", "retrieve p50", "store p50",
+ISSUE8_COLS = ("engine", "memories", "first call (open + model)", "then index build", "retrieve p50", "store p50",
                "list p50 (limit 20)", "memory_stats p50", "owner RSS", "failover p50 / max")
 
 
@@ -32,7 +32,9 @@ def issue8_rows(res: dict[str, Any]) -> list[list[str]]:
     out = []
     for r in res["rows"]:
         fo = "-" if r["failover_p50"] is None else f"{ms(r['failover_p50'])} / {ms(r['failover_max'])}"
-        out.append([r["engine"], f"{r['size']:,}", ms(r["first_call_ms"]), ms(r["retrieve_p50"]),
+        wait = r.get("index_wait_s")
+        built = f"{wait:.0f} s" if wait is not None and wait >= 1 else "-"
+        out.append([r["engine"], f"{r['size']:,}", ms(r["first_call_ms"]), built, ms(r["retrieve_p50"]),
                     ms(r["store_p50"]), ms(r["list_p50"]), ms(r["stats_p50"]), mib(r["owner_rss_mib"]), fo])
     return out
 
@@ -150,7 +152,7 @@ def print_tables(res: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console(width=170)
+    con = Console(width=190)
     t = Table(title="Per engine and store size (through MCP)")
     for c in ISSUE8_COLS:
         t.add_column(c, justify="left" if c == "engine" else "right")

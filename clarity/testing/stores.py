@@ -31,6 +31,8 @@ from clarity.testing.progress import progress
 # bump when the way stores are built changes (invalidates cached templates); 2: BM25 vectors; 3: Edge stores
 # are indexed (HNSW) as a serving owner would index them (`EdgeEngine.build_index`, clarity.engines.edge_build)
 FORMAT = 3
+# qdrant-client (legacy) stores did not change with 3: their cached templates stay valid
+ENGINE_FORMAT = {"edge": FORMAT, "qdrant": 2}
 ENGINE_NAMES = {"edge": "edge", "qdrant": "qdrant"}  # substring expected in Engine.name
 
 
@@ -158,7 +160,7 @@ def dir_bytes(path: Path) -> int:
 
 def template_store(cache: Path, size: int, engine: str, seed: int = 7) -> tuple[Path, dict[str, Any]]:
     """A built store (home folder) for (engine, size), made once and reused while FORMAT is unchanged."""
-    tpl = cache / "stores" / f"{engine}-{size}-seed{seed}-f{FORMAT}"
+    tpl = cache / "stores" / f"{engine}-{size}-seed{seed}-f{ENGINE_FORMAT.get(engine, FORMAT)}"
     info_file = tpl / "bench-store.json"
     if info_file.exists():
         return tpl / "home", {**json.loads(info_file.read_text()), "from_cache": True}
