@@ -22,6 +22,11 @@ Guarantees:
   locks with its descriptors, and the next candidate takes over the role.
 - A thread blocked in the kernel wait cannot be interrupted: `close` does not join it (it is a daemon
   thread). If the wait returns after `close`, the lock it got is released at once, never used.
+Keeping the store warm: while it stands by, the standby asks the kernel every `WARM_INTERVAL_S` to keep
+the current Edge generation's files in the page cache (`posix_fadvise(WILLNEED)`: about 5 ms of CPU when
+they are cached already). Edge drops the files it loads into memory from the page cache when it opens a
+shard (and all of them when it closes one), so without this the next owner's open reads them from disk:
+measured on a 100k store, 0.9-1.4 s instead of 0.4-0.55 s. Best effort: a file it cannot open is skipped.
 Not guaranteed: a coordination folder deleted while a standby waits leaves it waiting on the old
 lease lock until the old owner lets go (then it notices and starts over); meanwhile a candidate may
 become standby in the new folder. And not that the standby wins the lease against a session that
@@ -33,7 +38,9 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
+from pathlib import Path
 
 from clarity.coordination import fs
 from clarity.coordination.ownership import Ownership
@@ -41,6 +48,34 @@ from clarity.coordination.ownership import Ownership
 log = logging.getLogger(__name__)
 
 CANDIDATE_POLL_S = 0.05
+WARM_INTERVAL_S = 1.0
+
+
+def warm_store(qdrant_path: Path) -> int:
+    """Ask the kernel to read the current Edge generation's files into the page cache; returns how many
+    regular files it asked for (symlinks, FIFOs and anything not a regular file are skipped)."""
+    from clarity.engines.edge_layout import current_dir
+
+    try:
+        root = current_dir(qdrant_path / "edge")
+    except (OSError, ValueError):
+        return 0
+    n = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                    n += 1
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    return n
 
 
 class Standby:
@@ -52,6 +87,8 @@ class Standby:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waiting = False  # the model is loaded and the thread is (about to be) in the kernel wait
+        self._warmer: threading.Thread | None = None
+        self.warm_passes = 0  # how many times the store's files were warmed (for tests)
         own.on_owner = self.resign
 
     @property
@@ -115,6 +152,10 @@ class Standby:
                     self._stop.wait(CANDIDATE_POLL_S)
                     continue
                 self._load_model()
+                if self._warmer is None:
+                    self._warmer = threading.Thread(target=self._warm_loop, name="clarity-standby-warm",
+                                                    daemon=True)
+                    self._warmer.start()
                 lease_lock = fs.OfdLock(self.own.lease.lock_path)
                 self._waiting = True
                 try:
@@ -133,3 +174,12 @@ class Standby:
                 log.exception("standby: failed; retrying")
                 self.resign()
                 self._stop.wait(1.0)
+
+    def _warm_loop(self) -> None:
+        while not self._stop.wait(WARM_INTERVAL_S):
+            if self.active:
+                try:
+                    warm_store(self.own.settings.qdrant_path)
+                    self.warm_passes += 1
+                except Exception:  # noqa: BLE001 - best effort: the takeover works without it, slower
+                    log.debug("standby: warming the store failed", exc_info=True)
