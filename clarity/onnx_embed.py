@@ -22,7 +22,6 @@ Not guaranteed: bit-identical floats across batch compositions (differences are 
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import logging
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from clarity.sysutil import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,6 @@ def _session_options(ort: Any) -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.enable_cpu_mem_arena = False
     return so
-
-
-def _malloc_trim() -> None:
-    """Give freed heap pages back to the OS (glibc); a no-op elsewhere."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -92,7 +85,7 @@ class OnnxSentenceEncoder:
         self._tok = tok
         self.optimised_dir = cache_models / f"{model_dir.name}-ort{ort.__version__}"
         self._session = self._open(model_dir)
-        _malloc_trim()
+        release_free_memory()
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -144,7 +137,7 @@ class OnnxSentenceEncoder:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
             gc.collect()
-            _malloc_trim()
+            release_free_memory()
 
     # -- encoding --------------------------------------------------------------------------------
 
@@ -183,5 +176,5 @@ class OnnxSentenceEncoder:
             big = big or n * width >= _TRIM_AFTER_TOKENS
             start += n
         if big:
-            _malloc_trim()
+            release_free_memory()
         return out

@@ -40,6 +40,14 @@ def segment_indexes(shard_dir: Path) -> list[str]:
             for p in (shard_dir / "segments").glob("*/segment.json")]
 
 
+def _small_threshold_engine(tmp_path: Path) -> tuple[Path, EdgeEngine]:
+    """An open engine (base folder, engine) that starts an index build past 200 points."""
+    base = tmp_path / "q" / "edge"
+    engine = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
+    engine.ensure_collection(DIM)
+    return base, engine
+
+
 @pytest.fixture
 def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "hooks"
@@ -87,9 +95,7 @@ def test_storing_past_the_threshold_builds_the_index_in_the_background(home: Pat
 
 def test_writes_and_deletes_during_the_build_survive_the_swap(tmp_path: Path, hooks: Path) -> None:
     (hooks / "child.hold").touch()
-    base = tmp_path / "q" / "edge"
-    engine = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
-    engine.ensure_collection(DIM)
+    base, engine = _small_threshold_engine(tmp_path)
     try:
         pts = make_points(300)
         engine.upsert(pts[:200])
@@ -218,9 +224,7 @@ def _state(pid: int) -> str:
 
 def test_a_failed_build_keeps_the_old_shard_and_removes_its_folder(tmp_path: Path, hooks: Path) -> None:
     (hooks / "exported.hold").touch()
-    base = tmp_path / "q" / "edge"
-    engine = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
-    engine.ensure_collection(DIM)
+    base, engine = _small_threshold_engine(tmp_path)
     try:
         pts = make_points(220)
         engine.upsert(pts)

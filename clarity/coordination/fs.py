@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from clarity.errors import ClarityError, UnsafeStore
+from clarity.sysutil import fsync_dir
 
 LINUX = sys.platform.startswith("linux")
 if LINUX:
@@ -139,11 +140,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         unlink_quiet(tmp)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_dir(path.parent)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 from clarity.engines.edge_build_child import HOOK_ENV, MARKER, hook, indexed_count, record_line
 from clarity.engines.edge_layout import build_dir, new_generation, remove_tree, set_current
 from clarity.engines.edge_shard import open_shard
+from clarity.sysutil import release_free_memory
 
 __all__ = ["HOOK_ENV", "MARKER", "IndexBuild", "deadline_s", "indexed_count"]
 
@@ -53,17 +54,6 @@ def deadline_s(count: int) -> float:
 
 class BuildAbandoned(RuntimeError):
     pass
-
-
-def _release_free_memory() -> None:
-    """Give freed heap back to the OS (glibc keeps it otherwise: the export's ~100 MiB at 100k points
-    stayed in the owner's RSS). Best effort: a libc without `malloc_trim` is skipped."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class IndexBuild:
@@ -99,7 +89,7 @@ class IndexBuild:
             work.mkdir(parents=True)
             export = work / "export.jsonl"
             count = self._export(export)
-            _release_free_memory()  # the export's transient Python objects, back to the OS
+            release_free_memory()  # the export's transient Python objects, back to the OS
             self.timings["export_s"] = time.perf_counter() - t0
             hook("exported")
             gen = new_generation(eng.base)
@@ -203,7 +193,7 @@ class IndexBuild:
             except Exception as e:  # noqa: BLE001 - the old shard is no longer used
                 log.warning("closing the replaced shard: %s", e)
         remove_tree(old_dir)
-        _release_free_memory()
+        release_free_memory()
 
     def cancel(self, timeout_s: float = 30.0) -> None:
         """Stop the build (kill the child); call WITHOUT holding the engine lock."""

@@ -8,10 +8,8 @@ JSON object per point: id, the stored payload, the dense vector and the BM25 vec
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from typing import Any
 import orjson
 
 from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, SPARSE, open_shard
+from clarity.sysutil import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -129,17 +128,9 @@ def warm_tree(root: Path) -> None:
                     pass
 
 
-def _die_with_parent(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the line above took effect
-        os._exit(3)
-
-
 def main(argv: list[str]) -> int:
     export, gen, dim, parent = Path(argv[0]), Path(argv[1]), int(argv[2]), int(argv[3])
-    _die_with_parent(parent)
+    die_with_parent(parent)
     os.nice(10)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     build_generation(export, gen, dim)

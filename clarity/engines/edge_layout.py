@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from clarity.engines.base import EngineLocked
+from clarity.sysutil import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +94,6 @@ def new_generation(base: Path) -> Path:
     return base.parent / f"{base.name}.g{max(top, cur) + 1}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def set_current(base: Path, gen: Path) -> None:
     """Make `gen` (a folder beside `base`, complete and synced) the current generation, atomically."""
     if gen.parent != base.parent:
@@ -111,7 +104,7 @@ def set_current(base: Path, gen: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, pointer_file(base))
-    _fsync_dir(base.parent)
+    fsync_dir(base.parent)
 
 
 def remove_tree(path: Path) -> None:
@@ -124,7 +117,7 @@ def mark_ready(gen: Path, replaces: Path) -> None:
         f.write(replaces.name + "\n")
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(gen)
+    fsync_dir(gen)
 
 
 def remove_strays(base: Path) -> list[Path]:
@@ -149,7 +142,7 @@ def finish_restore(base: Path) -> None:
         gen = new_generation(base)
         (legacy / READY).write_text(current_dir(base).name)
         os.rename(legacy, gen)
-        _fsync_dir(base.parent)
+        fsync_dir(base.parent)
     for gen in generations(base):
         marker = gen / READY
         if not marker.exists():

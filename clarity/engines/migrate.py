@@ -35,6 +35,7 @@ import orjson
 from clarity.config import Settings
 from clarity.engines.migrate_child import LOCK_FILE, MigrationFailed, run_copy, wait_for_previous_child
 from clarity.engines.qdrant_edge import edge_dir, open_shard
+from clarity.sysutil import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,6 @@ def migrate_if_needed(settings: Settings, dim: int,
         if not legacy_present(settings.qdrant_path):
             return None
         return migrate(settings.qdrant_path, settings.backups_dir, dim, settings.engine.collection)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _verify_shard(target: Path, dim: int, expected: int) -> None:
@@ -106,10 +99,10 @@ def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "m
         child = {"child_pid": report["pid"], "copy_seconds": report["seconds"]}
         name = f"qdrant-client-{time.strftime('%Y%m%dT%H%M%S')}"
         (tmp / MARKER).write_bytes(orjson.dumps({"count": count, "backup": name, "collection": collection}))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         pause(qdrant_path, "before-commit")
         os.rename(tmp, final)
-        _fsync_dir(qdrant_path)
+        fsync_dir(qdrant_path)
     else:
         child = {}
         log.info("finishing an interrupted migration in %s", qdrant_path)
@@ -129,7 +122,7 @@ def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "m
                 pause(qdrant_path, "moving")
             os.rename(src, dest / item)
     (qdrant_path / LOCK_FILE).unlink(missing_ok=True)
-    _fsync_dir(qdrant_path)
+    fsync_dir(qdrant_path)
     seconds = round(time.perf_counter() - t0, 3)
     log.info("migration done: %s points in %.1f s; the old files are in %s", info["count"], seconds, dest)
     return {"count": info["count"], "backup": str(dest), "seconds": seconds, **child}

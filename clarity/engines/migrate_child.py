@@ -23,11 +23,9 @@ folder the next migration discards), and the next migration waits up to `LOCK_WA
 from __future__ import annotations
 
 import argparse
-import ctypes
 import fcntl
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -37,6 +35,7 @@ from typing import Any
 import orjson
 
 from clarity.errors import ClarityError
+from clarity.sysutil import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,6 @@ LOCK_FILE = "edge.migrating.lock"
 LOCK_WAIT_S = 60.0
 DEADLINE_ENV = "CLARITY_MIGRATE_DEADLINE_S"  # overrides the computed deadline (tests, huge stores)
 BATCH = 4096
-_PR_SET_PDEATHSIG = 1
 
 
 class MigrationFailed(ClarityError):
@@ -122,15 +120,6 @@ def run_copy(qdrant_path: Path, target: Path, dim: int, collection: str) -> dict
 
 # -- the child ---------------------------------------------------------------------------------------
 
-def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:  # the parent died before the prctl took effect
-        os._exit(3)
-
-
 def _vector(v: Any) -> list[float]:
     if isinstance(v, dict):  # a named vector: the first dense one
         v = next(x for x in v.values() if isinstance(x, list))
@@ -186,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collection", required=True)
     ap.add_argument("--log-file")
     a = ap.parse_args(argv)
-    _die_with_parent(a.parent_pid)
+    die_with_parent(a.parent_pid)
     report_fd = os.dup(1)
     os.dup2(2, 1)  # whatever a library prints goes to stderr; the report goes to the parent's pipe
     sys.stdout = sys.stderr
