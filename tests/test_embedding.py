@@ -35,6 +35,18 @@ def test_model_folder_is_assembled_offline(tmp_path: Path) -> None:
     assert default_model_dir(tmp_path) == d  # idempotent
 
 
+def test_a_model_folder_left_by_another_install_is_relinked(tmp_path: Path) -> None:
+    """A shared model cache can outlive the virtualenv that made it: its model link then dangles."""
+    d = default_model_dir(tmp_path)
+    real = (d / "model.onnx").resolve()
+    (d / "model.onnx").unlink()
+    (d / "model.onnx").symlink_to(tmp_path / "gone" / "model.onnx")
+    assert not (d / "model.onnx").exists()
+    assert default_model_dir(tmp_path) == d
+    assert (d / "model.onnx").resolve() == real
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == []  # no temporary link left
+
+
 def test_lazy_load_and_unit_vectors(embedder: Embedder) -> None:
     assert not embedder.loaded
     vecs = embedder.embed(["hello world", "another text", "x"])
