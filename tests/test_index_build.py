@@ -20,8 +20,9 @@ import pytest
 from clarity.config import load_settings
 from clarity.embedding import Embedder
 from clarity.engines.base import EngineLocked
-from clarity.engines.edge_build import HOOK_ENV
+from clarity.engines.edge_build import HOOK_ENV, index_layout
 from clarity.engines.edge_layout import build_dir, current_dir, generations, pointer_file
+from clarity.engines.edge_shard import INDEX_LAYOUT, INDEX_LAYOUT_FILE
 from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
 from clarity.memory.service import MemoryService
 from tests.test_engine_edge import DIM, make_points
@@ -46,6 +47,24 @@ def _small_threshold_engine(tmp_path: Path) -> tuple[Path, EdgeEngine]:
     engine = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
     engine.ensure_collection(DIM)
     return base, engine
+
+
+def assert_mapped_from_disk(shard_dir: Path) -> None:
+    """Every part of the built segments is mapped, not loaded into RAM at open (edge_shard.edge_config)."""
+    assert index_layout(shard_dir) == INDEX_LAYOUT
+    built = [p.parent for p in (shard_dir / "segments").glob("*/segment.json")
+             if json.loads(p.read_text())["config"]["vector_data"]["dense"]["index"]["type"] == "hnsw"]
+    assert built
+    for seg in built:
+        cfg = json.loads((seg / "segment.json").read_text())["config"]
+        assert cfg["vector_data"]["dense"]["storage_type"] == "Mmap"
+        assert cfg["vector_data"]["dense"]["index"]["options"]["memory"] == "cold"
+        assert cfg["sparse_vector_data"]["bm25"]["index"]["index_type"] == "Mmap"
+        types = json.loads((seg / "payload_index" / "config.json").read_text())["indexed_types"]
+        assert len(types) == 6
+        for field, indexes in types.items():  # (each also has a small null index, always in RAM)
+            assert [i["storage_type"] for i in indexes if i["index_type"] != "null_index"] == \
+                [{"mmap": {"is_on_disk": True}}], field
 
 
 @pytest.fixture
@@ -74,6 +93,7 @@ def test_storing_past_the_threshold_builds_the_index_in_the_background(home: Pat
         assert pointer_file(base).read_text().strip() == "edge.g1"
         assert not base.exists() and not build_dir(base).exists()  # the old generation is gone
         assert "hnsw" in segment_indexes(current_dir(base))
+        assert_mapped_from_disk(current_dir(base))
         stats = svc.execute("stats", {})
         assert stats["total"] == 230 and engine.count() == 230
         assert stats["index_building"] is False and stats["unindexed"] == 0
@@ -91,6 +111,37 @@ def test_storing_past_the_threshold_builds_the_index_in_the_background(home: Pat
                                                                  "building": False}
     finally:
         again.close()
+
+
+def test_an_index_of_an_older_layout_is_rebuilt_once_at_open(tmp_path: Path) -> None:
+    base, engine = _small_threshold_engine(tmp_path)
+    pts = make_points(230)
+    try:
+        engine.upsert(pts)
+        wait_for(lambda: engine.last_build is not None, what="the index build")
+        assert engine.last_build is not None and engine.last_build.result == "done"
+    finally:
+        engine.close()
+    (current_dir(base) / INDEX_LAYOUT_FILE).unlink()  # as an older version's build left it
+    assert index_layout(current_dir(base)) == 1
+    again = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
+    again.ensure_collection(DIM)
+    try:
+        assert again.index_state()["written_since_build"] == 0  # nothing new written: due for its layout
+        wait_for(lambda: again.last_build is not None, what="the rebuild")
+        assert again.last_build is not None and again.last_build.result == "done"
+        assert again.index_state() == {"folder": "edge.g2", "written_since_build": 0, "building": False}
+        assert_mapped_from_disk(current_dir(base))
+        assert again.count() == 230
+        assert {p.id for p in again.retrieve([p.id for p in pts])} == {p.id for p in pts}
+    finally:
+        again.close()
+    third = EdgeEngine(base, flush_interval_s=0.05, index_threshold=200)
+    third.ensure_collection(DIM)
+    try:  # current layout: no build
+        assert third.index_state() == {"folder": "edge.g2", "written_since_build": 0, "building": False}
+    finally:
+        third.close()
 
 
 def test_writes_and_deletes_during_the_build_survive_the_swap(tmp_path: Path, hooks: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, SPARSE, open_shard
+from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, INDEX_LAYOUT, INDEX_LAYOUT_FILE, SPARSE, open_shard
 from clarity.sysutil import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,15 @@ def indexed_count(shard_dir: Path) -> int:
         return int((shard_dir / MARKER).read_text().strip() or 0)
     except (FileNotFoundError, ValueError):
         return 0
+
+
+def index_layout(shard_dir: Path) -> int:
+    """The layout an index build wrote `shard_dir` with (`edge_shard.INDEX_LAYOUT`); 1 for a build of
+    an older version (no file), 0 for a folder no build made."""
+    try:
+        return int((shard_dir / INDEX_LAYOUT_FILE).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 1 if indexed_count(shard_dir) > 0 else 0
 
 
 def hook(stage: str) -> None:
@@ -91,6 +100,7 @@ def build_generation(export: Path, gen: Path, dim: int) -> int:
         shard.close()
     t.append(time.perf_counter())
     (gen / BM25_COMPLETE).touch(mode=0o600)
+    (gen / INDEX_LAYOUT_FILE).write_text(f"{INDEX_LAYOUT}\n")
     sync_tree(gen)
     warm_tree(gen)
     with open(gen / MARKER, "w") as f:

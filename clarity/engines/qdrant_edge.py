@@ -13,7 +13,8 @@ library (measured: scripts/edge_probe.py), so calls are serialized; this engine 
 every thread of the owner. Instead, once `index_threshold` points have been written since the last index
 build (counted at open from the marker the build leaves), a background build makes an indexed copy in a
 child process and swaps it in (`clarity.engines.edge_build`; the shard folder is then a new generation,
-`clarity.engines.edge_layout`). Points written since the last build are searched exactly.
+`clarity.engines.edge_layout`). Points written since the last build are searched exactly. A generation
+indexed by an older version (`edge_shard.INDEX_LAYOUT`) is rebuilt once, in the same way, after its open.
 
 Stores written before BM25 (points without `bm25`) get their sparse vectors once per shard, at the
 first open (`edge_shard.backfill_sparse`, in vector-only batches; the marker `BM25_COMPLETE` records
@@ -31,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from clarity.engines.base import Filter, Point
-from clarity.engines.edge_build import IndexBuild, indexed_count
+from clarity.engines.edge_build import IndexBuild, index_layout, indexed_count
 from clarity.engines.edge_layout import current_dir, finish_restore, lock_store, remove_strays
 from clarity.engines.edge_shard import (  # noqa: F401  (edge_dir, open_shard, ... are this module's API too)
     BM25_COMPLETE,
     DENSE,
+    INDEX_LAYOUT,
     SIZE_CACHE_S,
     SPARSE,
     TIE_CAP,
@@ -78,6 +80,7 @@ class EdgeEngine:
         self._flusher: Flusher | None = None
         self._size: tuple[float, int] | None = None
         self._since_build = 0
+        self._relayout = False  # the current generation's index is of an older layout: rebuild it once
         self._build: IndexBuild | None = None
         self.last_build: IndexBuild | None = None
         self._fence: int | None = None
@@ -115,6 +118,8 @@ class EdgeEngine:
             if self.flush_interval_s > 0:
                 self._flusher = Flusher(self._group, self.flush_interval_s)
             self._since_build = max(0, self.count() - indexed_count(self._dir))
+            # an index built by an older version loads its parts into RAM (slow opens): rebuild it once
+            self._relayout = 0 < index_layout(self._dir) < INDEX_LAYOUT
             self._maybe_build()
 
     def _flush_current(self) -> None:
@@ -129,7 +134,8 @@ class EdgeEngine:
 
     def _maybe_build(self) -> None:
         """Start a background index build when due (caller holds the lock or is opening)."""
-        if 0 < self.index_threshold <= self._since_build and self._build is None and self._shard is not None:
+        due = self.index_threshold <= self._since_build or self._relayout
+        if self.index_threshold > 0 and due and self._build is None and self._shard is not None:
             self._build = IndexBuild(self)
             self._build.start()
 
@@ -140,10 +146,12 @@ class EdgeEngine:
             self.last_build = build
             if build.result != "done":  # no retry before `index_threshold` more writes (or a reopen)
                 self._since_build = 0
+                self._relayout = False
 
     def _switch(self, shard: Any, folder: Path, written_since: int) -> None:
         """An index build's swap (the build holds the lock): `shard` in `folder` is now current."""
         self._shard, self._dir, self._since_build = shard, folder, written_since
+        self._relayout = False
         self._size = None
 
     def build_index(self, timeout_s: float | None = None) -> bool:

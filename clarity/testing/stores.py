@@ -29,9 +29,10 @@ from clarity.testing.corpus import Corpus
 from clarity.testing.progress import progress
 
 # bump when the way stores are built changes (invalidates cached templates); 2: BM25 vectors; 3: Edge stores
-# are indexed (HNSW) as a serving owner would index them (`EdgeEngine.build_index`, clarity.engines.edge_build)
-FORMAT = 3
-# qdrant-client (legacy) stores did not change with 3: their cached templates stay valid
+# are indexed (HNSW) as a serving owner would index them (`EdgeEngine.build_index`, clarity.engines.edge_build);
+# 4: Edge stores in the index layout mapped from disk (`edge_shard.INDEX_LAYOUT` 2)
+FORMAT = 4
+# qdrant-client (legacy) stores did not change with 3 or 4: their cached templates stay valid
 ENGINE_FORMAT = {"edge": FORMAT, "qdrant": 2}
 ENGINE_NAMES = {"edge": "edge", "qdrant": "qdrant"}  # substring expected in Engine.name
 
