@@ -28,6 +28,7 @@ import shutil
 import time
 from pathlib import Path
 
+from clarity.coordination.fs import write_atomic
 from clarity.engines.base import EngineLocked
 from clarity.sysutil import fsync_dir
 
@@ -98,13 +99,7 @@ def set_current(base: Path, gen: Path) -> None:
     """Make `gen` (a folder beside `base`, complete and synced) the current generation, atomically."""
     if gen.parent != base.parent:
         raise ValueError(f"{gen} is not beside {base}")
-    tmp = base.parent / f".{base.name}{POINTER_SUFFIX}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(gen.name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, pointer_file(base))
-    fsync_dir(base.parent)
+    write_atomic(pointer_file(base), (gen.name + "\n").encode())
 
 
 def remove_tree(path: Path) -> None:
