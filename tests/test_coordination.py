@@ -337,8 +337,8 @@ def test_killing_a_frozen_owner_does_not_start_a_handoff_storm(home: Path) -> No
                 tg.start_soon(_store, b, "from b")
                 tg.start_soon(_store, c, "from c")
                 await anyio.sleep(1.5)
-                os.kill(a_pid, signal.SIGKILL)
-                os.kill(a_pid, signal.SIGCONT)
+                os.kill(a_pid, signal.SIGKILL)  # kills a stopped process too; a SIGCONT after it raced
+                # with the reaping of the dead child on a busy machine (ProcessLookupError)
             assert (await b.call("memory_stats"))["total"] == 3
         log = (home / "logs" / "clarity.log").read_text()
         assert "waiting for a handoff" not in log and "handing off" not in log
