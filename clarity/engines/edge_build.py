@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from clarity.engines.edge_build_child import HOOK_ENV, MARKER, hook, index_layout, indexed_count, record_line
-from clarity.engines.edge_layout import build_dir, new_generation, remove_tree, set_current
-from clarity.engines.edge_shard import open_shard
+from clarity.engines.edge_layout import build_dir, new_generation, set_current
+from clarity.engines.edge_shard import open_shard, remove_tree
 from clarity.sysutil import release_free_memory
 
 __all__ = ["HOOK_ENV", "MARKER", "IndexBuild", "deadline_s", "index_layout", "indexed_count"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from clarity.coordination.fs import write_atomic
 from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, INDEX_LAYOUT, INDEX_LAYOUT_FILE, SPARSE, open_shard
 from clarity.sysutil import die_with_parent
 
@@ -103,10 +104,7 @@ def build_generation(export: Path, gen: Path, dim: int) -> int:
     (gen / INDEX_LAYOUT_FILE).write_text(f"{INDEX_LAYOUT}\n")
     sync_tree(gen)
     warm_tree(gen)
-    with open(gen / MARKER, "w") as f:
-        f.write(f"{count}\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write_atomic(gen / MARKER, f"{count}\n".encode())  # last: a generation with it is complete
     t.append(time.perf_counter())
     log.info("index build of %d points in %s: write %.1f s, optimize %.1f s, sync+warm %.1f s", count, gen,
              t[1] - t[0], t[2] - t[1], t[3] - t[2])

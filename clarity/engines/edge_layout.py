@@ -24,12 +24,12 @@ import fcntl
 import logging
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 from clarity.coordination.fs import write_atomic
 from clarity.engines.base import EngineLocked
+from clarity.engines.edge_shard import remove_tree
 from clarity.sysutil import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -102,17 +102,9 @@ def set_current(base: Path, gen: Path) -> None:
     write_atomic(pointer_file(base), (gen.name + "\n").encode())
 
 
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def mark_ready(gen: Path, replaces: Path) -> None:
     """Mark a complete, synced restored generation: `finish_restore` makes it current."""
-    with open(gen / READY, "w") as f:
-        f.write(replaces.name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_dir(gen)
+    write_atomic(gen / READY, (replaces.name + "\n").encode())
 
 
 def remove_strays(base: Path) -> list[Path]:
@@ -135,7 +127,7 @@ def finish_restore(base: Path) -> None:
     legacy = base.parent / (base.name + LEGACY_NEXT)
     if (legacy / READY).exists():
         gen = new_generation(base)
-        (legacy / READY).write_text(current_dir(base).name)
+        write_atomic(legacy / READY, current_dir(base).name.encode())
         os.rename(legacy, gen)
         fsync_dir(base.parent)
     for gen in generations(base):

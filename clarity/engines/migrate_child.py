@@ -80,8 +80,8 @@ def wait_for_previous_child(lock_path: Path, timeout_s: float = LOCK_WAIT_S) -> 
 
 def run_copy(qdrant_path: Path, target: Path, dim: int, collection: str) -> dict[str, Any]:
     """Run the copy in a child; returns its report ({"count", "pid", "seconds"}) once the parent has
-    checked it. Raises MigrationFailed (legacy store untouched) otherwise."""
-    wait_for_previous_child(qdrant_path / LOCK_FILE)
+    checked it. Raises MigrationFailed (legacy store untouched) otherwise. The caller has waited for
+    any earlier child first (`wait_for_previous_child`, before it cleared the target folder)."""
     cmd = [sys.executable, "-m", "clarity.engines.migrate_child", "--parent-pid", str(os.getpid()),
            "--qdrant-path", str(qdrant_path), "--target", str(target), "--dim", str(dim),
            "--collection", collection]
