@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -36,10 +37,9 @@ VARIANTS = ("fastembed", "clarity-build", "clarity")
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    from clarity.testing.processes import rss_kib
+
+    return (rss_kib(os.getpid()) or 0) / 1024
 
 
 def timed_calls(fn: Any, calls: int) -> tuple[float, float]:

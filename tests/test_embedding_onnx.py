@@ -123,8 +123,10 @@ from pathlib import Path
 import clarity.embedding
 assert "onnxruntime" not in sys.modules and "fastembed" not in sys.modules, "imported at module import"
 from clarity.config import DEFAULT_MODEL
+import os
+from clarity.testing.processes import rss_kib
 def rss():
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+    return rss_kib(os.getpid()) / 1024
 import numpy, onnxruntime, tokenizers  # the runtime itself is not the model's cost
 before = rss()
 e = clarity.embedding.Embedder(DEFAULT_MODEL, Path(sys.argv[1]))

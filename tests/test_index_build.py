@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,12 @@ from clarity.engines.edge_layout import build_dir, current_dir, generations, poi
 from clarity.engines.edge_shard import INDEX_LAYOUT, INDEX_LAYOUT_FILE
 from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
 from clarity.memory.service import MemoryService
+from clarity.testing.processes import alive, wait_until
 from tests.test_engine_edge import DIM, make_points
 
 
 def wait_for(cond: Any, timeout_s: float = 30.0, what: str = "") -> None:
-    end = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    assert wait_until(cond, timeout_s, every=0.02), f"timed out waiting for {what}"
 
 
 def segment_indexes(shard_dir: Path) -> list[str]:
@@ -252,7 +248,7 @@ def test_sigkill_of_the_owner_during_the_build_loses_nothing(tmp_path: Path, sta
             proc.kill()
             proc.wait()
     for pid in builder:  # PR_SET_PDEATHSIG: the build process dies with its owner
-        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), 10, "the builder to die")
+        wait_for(lambda pid=pid: not alive(pid), 10, "the builder to die")
     assert len(live) == 310
     engine = EdgeEngine(base, index_threshold=0)
     engine.ensure_collection(DIM)
@@ -264,13 +260,6 @@ def test_sigkill_of_the_owner_during_the_build_loses_nothing(tmp_path: Path, sta
         assert [g.name for g in generations(base)] == [want] and not build_dir(base).exists()
     finally:
         engine.close()
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "Z"
 
 
 def test_a_failed_build_keeps_the_old_shard_and_removes_its_folder(tmp_path: Path, hooks: Path) -> None:

@@ -20,6 +20,7 @@ from clarity.config import load_settings
 from clarity.engines.migrate import PAUSE_ENV, legacy_present, migrate_if_needed
 from clarity.engines.migrate_child import DEADLINE_ENV, MigrationFailed
 from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+from clarity.testing.processes import alive, wait_until
 
 from .conftest import cli
 
@@ -160,16 +161,8 @@ def test_a_failing_child_leaves_the_legacy_store_untouched(home: Path) -> None:
 
 
 def _gone(pid: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    return True  # a zombie runs no more (its parent reaps it)
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
+    """`pid` has exited (a zombie runs no more: its parent reaps it) within `timeout` seconds."""
+    return wait_until(lambda: not alive(pid), timeout)
 
 
 def test_an_overdue_child_is_killed_and_nothing_changes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
