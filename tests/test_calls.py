@@ -62,14 +62,29 @@ def test_a_call_whose_caller_gave_up_while_it_waited_for_the_owner_is_never_appl
         owner.call("get", {"memory_id": args["id"]})
 
 
-def test_a_step_down_sends_the_reply_of_an_operation_that_ran(owner: Coordinator) -> None:
+def test_a_step_down_sends_the_reply_of_an_operation_that_ran(owner: Coordinator,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression (lost replies): a handoff right after a forwarded operation closed its connection
-    before the reply was sent (an import was applied, its caller was told it failed)."""
+    before the reply was sent (an import was applied, its caller was told it failed). The waiter
+    queues while the store runs (from inside its embedding call), so the handoff is due exactly then:
+    queued before the call, an idle owner hands off within 0.1 s, which on a busy machine could come
+    before the call arrived (then correctly refused, nothing applied)."""
     assert owner.socket_path is not None
-    waiter = subprocess.Popen([sys.executable, "-c", HOLD_TICKET, str(owner.lease.waiters_dir)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
+    svc = owner.own.service_if_built
+    assert svc is not None
+    waiters: list[subprocess.Popen[str]] = []
+    real_embed = svc.embedder.embed
+
+    def embed_then_queue_a_waiter(texts: Any) -> Any:
+        out = real_embed(texts)
+        waiter = subprocess.Popen([sys.executable, "-c", HOLD_TICKET, str(owner.lease.waiters_dir)],
+                                  stdout=subprocess.PIPE, text=True)
+        waiters.append(waiter)
         assert waiter.stdout is not None and waiter.stdout.readline().strip() == "queued"
+        return out
+
+    monkeypatch.setattr(svc.embedder, "embed", embed_then_queue_a_waiter)
+    try:
         args = _store_args("stored just before the owner hands off")
         reply = PeerClient(owner.socket_path, 1 << 20).request("store", args, time.time() + 30)
         assert reply["stored"] and reply["id"] == args["id"]
@@ -81,9 +96,11 @@ def test_a_step_down_sends_the_reply_of_an_operation_that_ran(owner: Coordinator
             time.sleep(0.05)
         assert not owner.lease.held  # it did hand off
         assert not serving()  # and its step-down ended the server's threads
+        assert len(waiters) == 1
     finally:
-        waiter.kill()
-        waiter.wait()
+        for waiter in waiters:
+            waiter.kill()
+            waiter.wait()
 
 
 def test_connect_is_bounded_by_the_deadline(tmp_path: Path) -> None:
