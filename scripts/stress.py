@@ -9,7 +9,8 @@ Each writer is a separate process driving its own `clarity serve` over MCP and s
 distinct notes (`clarity.testing.workers`); every acknowledgement goes to its ledger. Chaos
 (`clarity.testing.chaos`), run by this process:
 - `--kill-owner-every S`: every S seconds SIGKILL the lease owner (only a server of this run, and only
-  once the previous failover has completed: kill -> next successful call of any session).
+  once the previous failover has completed: kill -> next successful call of any session; none once every
+  write is acknowledged, while the writers shut down).
 - `--stop-owner-every S`: SIGSTOP the owner for `--stop-for` seconds (default S/2), then SIGCONT it.
   Calls ending with "unresponsive" during a freeze (up to one call deadline after it) are expected.
 
@@ -126,7 +127,8 @@ class Run:
             frozen = self.chaos.frozen
             if frozen is not None and now - frozen["t_stop"] >= stop_for:
                 self.thaw()
-            elif frozen is None and now >= next_chaos:
+            elif frozen is None and now >= next_chaos and self.acked < a.writers * a.writes:
+                # (once every write is acknowledged, a kill has no call after it to recover)
                 next_chaos = self.chaos_step(now, every or math.inf)
             bar.update(self.acked, f"errors {self.errors_live}  kills {len(self.chaos.kills)}  stops "
                                    f"{len(self.chaos.stops)}{' FROZEN' if self.chaos.frozen else ''}")
