@@ -1,6 +1,6 @@
 """Run only some of the benchmark's session scenarios, small, and print their figures as one JSON line:
 
-    python -m clarity.testing.bench_parts --parts peer,tp1,tp8 --pairs 25 --stores 10
+    python scripts/bench_parts.py --parts peer,tp1,tp8 --pairs 25 --stores 10
 
 `peer`: one Clarity session against mcp-server-qdrant (`bench_scenarios.peer_scenario`, the peer's
 virtualenv made under `--cache` as scripts/bench.py makes it); `tpN`: N sessions storing at once on a
