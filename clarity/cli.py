@@ -8,7 +8,6 @@ servers (forwarding to the owner when there is one), so they work while sessions
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import signal
@@ -34,7 +33,7 @@ def setup_logging(settings: Settings, *, quiet_stderr: bool = False) -> None:
     err.setFormatter(fmt)
     err.setLevel("WARNING" if quiet_stderr else settings.log_level)
     root.addHandler(err)
-    log_file = settings.logs_dir / "clarity.log"
+    log_file = settings.layout.log_file
     os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600))
     os.chmod(log_file, 0o600)  # also a log an older version made world-readable
     fh = logging.FileHandler(log_file, encoding="utf-8")
@@ -55,10 +54,9 @@ def _limit_malloc_arenas(n: int = 2) -> None:
     """glibc gives each thread that allocates (one per connected peer, on the owner) its own malloc
     arena; an owner serving 8 sessions at 10k memories held ~250 MiB more than one alone. Two are
     plenty: operations run one at a time anyway."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, n)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc
-        pass
+    from clarity.platform.memory import limit_arenas
+
+    limit_arenas(n)
 
 
 def cmd_serve(settings: Settings, _a: argparse.Namespace) -> int:

@@ -42,6 +42,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clarity.errors import ConfigError
+from clarity.layout import Layout
+from clarity.platform.files import ensure_private_dir
 from clarity.project import choose_home
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -76,6 +78,17 @@ class CoordinationSettings(_Section):
     hung_after_s: float = Field(default=10.0, gt=0, le=3600)
     handoff_quantum_s: float = Field(default=0.2, ge=0, le=60)
     max_frame_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    # the longest backoff between a call's attempts: a failover (the standby binds the socket within tens of
+    # milliseconds of the owner's death) is found by the next attempt within this much
+    retry_max_wait_s: float = Field(default=0.05, gt=0, le=10)
+    # a lease held while its socket stays unreachable this long: leave a waiter ticket (the owner hands off)
+    ticket_after_s: float = Field(default=1.0, ge=0, le=600)
+    # an owner found gone while a hot standby stands by: let the standby take the lease for this long
+    standby_grace_s: float = Field(default=1.0, ge=0, le=600)
+    # how often a session that is not the standby tries to become it (while another process owns the lease)
+    standby_poll_s: float = Field(default=0.05, gt=0, le=60)
+    # how often the standby asks the kernel to keep the store's files in the page cache
+    standby_warm_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
 
 class EngineSettings(_Section):
@@ -85,7 +98,7 @@ class EngineSettings(_Section):
     `<home>/qdrant/`. `flush_interval_s` (Edge): at most this long between a write and its sync to disk
     (power-loss window); 0 = every acknowledgement waits for a group commit. `index_threshold` (Edge):
     after this many points written since the last HNSW index build, a new one runs in the background
-    (clarity.engines.edge_build); 0 = never (search stays exact)."""
+    (clarity.engines.edge.build); 0 = never (search stays exact)."""
 
     kind: Literal["edge", "qdrant"] = "edge"
     url: str | None = None
@@ -94,6 +107,8 @@ class EngineSettings(_Section):
     flush_interval_s: float = Field(default=1.0, ge=0, le=3600)
     # exact search costs ~3.4 ms at 10k points, ~4.7 ms at 20k, ~10 ms at 100k (scripts/edge_probe.py)
     index_threshold: int = Field(default=20_000, ge=0)
+    # the legacy -> Edge migration's child may run this long (None: 10 min + 2 s per MiB of legacy files)
+    migrate_deadline_s: float | None = Field(default=None, gt=0)
 
 
 class ProjectSettings(_Section):
@@ -114,24 +129,28 @@ class Settings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.home)
+
+    @property
     def qdrant_path(self) -> Path:
-        return self.home / "qdrant"
+        return self.layout.qdrant
 
     @property
     def coordination_dir(self) -> Path:
-        return self.qdrant_path / ".qdrant_coordination"
+        return self.layout.coordination.dir
 
     @property
     def cache_dir(self) -> Path:
-        return self.home / "cache"
+        return self.layout.cache
 
     @property
     def logs_dir(self) -> Path:
-        return self.home / "logs"
+        return self.layout.logs
 
     @property
     def backups_dir(self) -> Path:
-        return self.home / "backups"
+        return self.layout.backups
 
 
 _ENV: dict[str, tuple[str, str]] = {
@@ -153,12 +172,21 @@ _ENV: dict[str, tuple[str, str]] = {
     "CLARITY_QDRANT_COLLECTION": ("engine", "collection"),
     "CLARITY_FLUSH_INTERVAL_S": ("engine", "flush_interval_s"),
     "CLARITY_INDEX_THRESHOLD": ("engine", "index_threshold"),
+    "CLARITY_MIGRATE_DEADLINE_S": ("engine", "migrate_deadline_s"),
 
 
     "CLARITY_SHARE_WORKTREES": ("project", "share_worktrees"),
     "CLARITY_RECENCY_WEIGHT": ("memory", "recency_weight"),
     "CLARITY_IMPORTANCE_WEIGHT": ("memory", "importance_weight"),
 }
+
+
+def environment_value(name: str) -> str | None:
+    """The process environment's `name` (None when unset or empty). With `Settings`, the one reader
+    of the environment: modules that need a variable outside the settings (fault injection, the
+    runtime folder, the session id) ask here."""
+    value = os.environ.get(name)
+    return value if value else None
 
 
 def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -196,7 +224,7 @@ def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = 
     Raises ConfigError naming the file (or variable) and key when something is malformed.
     """
     home_path = resolve_home(home)
-    config_file = home_path / "config.json"
+    config_file = Layout(home_path).config_file
     if create:
         make_layout(home_path)
     data: dict[str, Any] = {}
@@ -224,14 +252,9 @@ def make_layout(home: Path) -> None:
     """Create <home> and its folders, mode 0700 (idempotent, safe when several processes race), and
     refuse (UnsafeStore: path, owner, mode, fix) any of them that is a symlink, belongs to another
     user or is writable by group or others. `home` itself was resolved (links followed) before."""
-    from clarity.coordination.fs import ensure_private_dir
-
     home.parent.mkdir(parents=True, exist_ok=True)
-    ensure_private_dir(home, "store home")
-    for sub, what in (("qdrant", "engine folder"), ("qdrant/.qdrant_coordination", "coordination folder"),
-                      ("qdrant/.qdrant_coordination/waiters", "waiters folder"), ("cache", "cache folder"),
-                      ("logs", "log folder"), ("backups", "backups folder")):
-        ensure_private_dir(home / sub, what)
+    for folder, what in Layout(home).private_folders():
+        ensure_private_dir(folder, what)
 
 
 def _write_defaults(config_file: Path) -> None:

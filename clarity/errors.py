@@ -1,20 +1,42 @@
-"""Typed errors. Every error that crosses the owner's socket travels as `{"kind", "message"}`."""
+"""Every exception Clarity raises on purpose, in one place: its wire kind and whether it is retryable.
+
+An error that crosses the owner's socket travels as `{"kind", "message"}` (`to_wire` / `from_wire`).
+`retryable` is the one answer to "may the coordinator try again, perhaps at another owner": True only
+where nothing was applied, or applying it again is safe (every write carries an id chosen before its
+first attempt, so a repeated store is an idempotent upsert). `Coordinator.call` retries exactly the
+errors whose `retryable` is True, until the call's deadline; every other error is the call's answer.
+
+Kinds, by who raises them:
+- the caller's input or the store's content: InvalidArgument, NotFound (nothing changed);
+- configuration and safety: ConfigError, UnsafeStore, UnsupportedPlatform;
+- the engine: EngineLocked (its own storage lock refused this process: retryable), MigrationFailed,
+  BuildAbandoned (an index build gave up; the old shard keeps serving);
+- coordination: NotOwner and LeaseLost (retryable: nothing was applied here), OwnerGone, NotSent
+  (retryable: the owner's socket refused, reset or was never reached), OwnerTimeout (sent, no reply by
+  the deadline: the outcome is unknown), OwnerUnresponsive, CoordinationTimeout, ProtocolError,
+  ReplyTooLarge; `Retry` is the policies' "try again after a backoff";
+- the MCP client of `clarity demo` and the tests: ToolCallError (a tool answered isError).
+"""
 
 from __future__ import annotations
 
 
 class ClarityError(Exception):
-    """Base of every error Clarity raises on purpose. `kind` names it on the wire."""
+    """Base of every error Clarity raises on purpose. `kind` names it on the wire; `retryable` says
+    whether the coordinator may try again (see the module docstring)."""
 
     kind = "internal"
+    retryable = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str = "") -> None:
         super().__init__(message)
         self.message = message
 
     def to_wire(self) -> dict[str, str]:
         return {"kind": self.kind, "message": self.message}
 
+
+# ---- the caller's input ------------------------------------------------------------------------
 
 class InvalidArgument(ClarityError):
     """The caller's input is wrong; nothing was changed."""
@@ -28,6 +50,8 @@ class NotFound(ClarityError):
     kind = "not_found"
 
 
+# ---- configuration and safety ------------------------------------------------------------------
+
 class ConfigError(ClarityError):
     """config.json or a CLARITY_* variable is malformed."""
 
@@ -39,6 +63,77 @@ class UnsafeStore(ConfigError):
     symlink), or the owner's socket is served by another user: refused before anything is sent."""
 
     kind = "unsafe_store"
+
+
+class UnsupportedPlatform(ConfigError):
+    """This operating system lacks what Clarity needs (Windows: no AF_UNIX in CPython)."""
+
+    kind = "config"
+
+
+# ---- the engine --------------------------------------------------------------------------------
+
+class EngineLocked(ClarityError):
+    """The store is open in another process (the engine's own storage lock refused us). Transient for
+    the coordination layer: the lease says whose turn it is, this is the engine's own fence."""
+
+    kind = "engine_locked"
+    retryable = True
+
+
+class MigrationFailed(ClarityError):
+    """The migration's copy did not complete; the legacy store is untouched and the next owner retries."""
+
+    kind = "migration"
+
+
+class BuildAbandoned(ClarityError):
+    """An index build stopped (closing engine, failed or overdue child, counts that differ): the old
+    shard keeps serving, nothing is lost."""
+
+    kind = "index_build"
+
+
+# ---- coordination ------------------------------------------------------------------------------
+
+class NotOwner(ClarityError):
+    """This process does not (or no longer) own the lease, or the engine is still open elsewhere:
+    nothing was applied here; the caller retries wherever the lease is now."""
+
+    kind = "not_owner"
+    retryable = True
+
+
+class LeaseLost(NotOwner):
+    """The lease lock file was removed or replaced under the owner: it steps down."""
+
+
+class OwnerGone(ClarityError):
+    """The owner's socket refused, reset or closed the connection (or answered "not owner"): there may
+    be no owner. The operation may or may not have run; a retry with the same ids is idempotent."""
+
+    kind = "owner_gone"
+    retryable = True
+
+
+class NotSent(ClarityError):
+    """The deadline passed before the request could be sent (nothing reached the owner)."""
+
+    kind = "not_sent"
+    retryable = True
+
+
+class OwnerTimeout(ClarityError):
+    """The request was sent but no reply came before the deadline: its outcome is unknown."""
+
+    kind = "owner_timeout"
+
+
+class Retry(ClarityError):
+    """Transient, raised by a coordination policy: try again after a backoff, until the deadline."""
+
+    kind = "retry"
+    retryable = True
 
 
 class ReplyTooLarge(ClarityError):
@@ -65,10 +160,24 @@ class ProtocolError(ClarityError):
     kind = "protocol"
 
 
+# ---- clients -----------------------------------------------------------------------------------
+
+class ToolCallError(ClarityError):
+    """An MCP tool answered with isError: `tool` and the tool's text (`message`)."""
+
+    kind = "tool_error"
+
+    def __init__(self, tool: str, message: str) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.args = (f"{tool}: {message}",)
+
+
 _KINDS: dict[str, type[ClarityError]] = {
     cls.kind: cls
-    for cls in (ClarityError, InvalidArgument, NotFound, ConfigError, UnsafeStore, ReplyTooLarge,
-                OwnerUnresponsive, CoordinationTimeout, ProtocolError)
+    for cls in (ClarityError, InvalidArgument, NotFound, ConfigError, UnsafeStore, EngineLocked,
+                MigrationFailed, BuildAbandoned, NotOwner, ReplyTooLarge, OwnerUnresponsive,
+                CoordinationTimeout, ProtocolError)
 }
 
 

@@ -25,9 +25,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from clarity import __version__
+from clarity import __version__, timings
 from clarity.config import Settings
-from clarity.coordination import timings
 from clarity.coordination.coordinator import Coordinator
 from clarity.errors import ClarityError
 from clarity.mcp_context import add_context

@@ -16,18 +16,17 @@ from typing import Any
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from clarity.errors import ToolCallError
 
-class ToolCallError(Exception):
-    def __init__(self, tool: str, message: str) -> None:
-        super().__init__(f"{tool}: {message}")
-        self.tool = tool
-        self.message = message
+__all__ = ["SessionClient", "ToolCallError", "server_params"]
 
 
 def server_params(home: str | Path, env: dict[str, str] | None = None,
                   cwd: str | Path | None = None) -> StdioServerParameters:
-    """Parameters that start `python -m clarity serve --home HOME` with this interpreter."""
-    full_env = {k: v for k, v in os.environ.items() if k.startswith(("CLARITY_", "PATH", "HOME", "TMP"))}
+    """Parameters that start `python -m clarity serve --home HOME` with this interpreter, in an
+    environment of this one's CLARITY_*, PATH, PYTHONPATH, HOME and TMP* variables (plus `env`)."""
+    full_env = {k: v for k, v in os.environ.items()
+                if k.startswith(("CLARITY_", "PATH", "PYTHONPATH", "HOME", "TMP"))}
     full_env.update(env or {})
     return StdioServerParameters(command=sys.executable, args=["-m", "clarity", "serve", "--home", str(home)],
                                  env=full_env, cwd=str(cwd) if cwd else None)

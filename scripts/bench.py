@@ -3,7 +3,7 @@
 
 For every engine (`--engines`, chosen by the CLARITY_ENGINE variable: `edge` is the default engine,
 `qdrant` the qdrant-client local store) and every store size (`--sizes`), on a copy of a store built
-straight through the engine (`clarity.testing.stores`, cached under `--cache`):
+straight through the engine (`tests.harness.stores`, cached under `--cache`):
   first call of a new owner (engine open + model load), store / retrieve / list_memories (limit 20) /
   memory_stats p50, owner RSS, RSS of a non-owner session, failover (owner SIGKILLed -> next successful
   call of another session).
@@ -34,13 +34,15 @@ from typing import Any
 
 import anyio
 
-from clarity.testing import bench_report as report
-from clarity.testing import bench_scenarios as sc
-from clarity.testing.machine import loadavg, machine_info
-from clarity.testing.peer import PEER_VERSION, ensure_peer_venv
-from clarity.testing.processes import reap
-from clarity.testing.progress import progress
-from clarity.testing.stores import FORMAT, EngineUnavailable, copy_store, template_store
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests.harness
+
+from tests.harness import bench_report as report  # noqa: E402
+from tests.harness import bench_scenarios as sc  # noqa: E402
+from tests.harness.machine import loadavg, machine_info  # noqa: E402
+from tests.harness.peer import PEER_VERSION, ensure_peer_venv  # noqa: E402
+from tests.harness.processes import reap  # noqa: E402
+from tests.harness.progress import progress  # noqa: E402
+from tests.harness.stores import FORMAT, EngineUnavailable, copy_store, template_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PRESETS: dict[str, dict[str, Any]] = {

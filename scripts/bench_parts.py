@@ -14,16 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from clarity.testing import bench_scenarios as sc
-from clarity.testing.peer import ensure_peer_venv
-from clarity.testing.processes import reap
-from clarity.testing.stores import copy_store, template_store
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests.harness
+
+from tests.harness import bench_scenarios as sc  # noqa: E402
+from tests.harness.peer import ensure_peer_venv  # noqa: E402
+from tests.harness.processes import reap  # noqa: E402
+from tests.harness.stores import copy_store, template_store  # noqa: E402
 
 ENV = {"CLARITY_ENGINE": "edge", "CLARITY_COORDINATION_MODE": "forward"}
 

@@ -5,7 +5,7 @@ Prints figures and writes docs/bench/edge_probe.json and docs/bench/edge_probe.m
   exact search top-5, newest 20 (order-by), exact count, facet, 1-point upsert, upsert + flush;
 - HNSW at --hnsw-n points: optimize() time, search after it, and the longest stall of another
   Python thread while optimize() runs (does it hold the GIL?); then the same through the background
-  build clarity uses (clarity.engines.edge_build: child process + swap): its time, the swap pause,
+  build clarity uses (clarity.engines.edge.build: child process + swap): its time, the swap pause,
   the longest stall of another thread meanwhile, search after it;
 - durability cost: flush per acknowledgement vs group commit with 8 writer threads;
 - migration of a qdrant-client store of --migrate-n points (0 skips it).
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from clarity.engines.base import Point
-from clarity.engines.group_commit import GroupCommit
-from clarity.engines.qdrant_edge import EdgeEngine
+from clarity.engines.edge.engine import EdgeEngine
+from clarity.engines.edge.group_commit import GroupCommit
 
 DIM = 384
 OUT = Path(__file__).resolve().parent.parent / "docs" / "bench"
@@ -176,7 +176,7 @@ def probe_migration(root: Path, n: int, rng: np.random.Generator) -> dict[str, A
     from qdrant_client import QdrantClient
     from qdrant_client import models as m
 
-    from clarity.engines.migrate import migrate
+    from clarity.engines.edge.migrate import migrate
 
     qpath = root / "home" / "qdrant"
     qpath.mkdir(parents=True)
@@ -251,7 +251,7 @@ def render(res: dict[str, Any]) -> str:
                   "optimize() ran (it holds the GIL: nothing else in the process runs)."]
         bg = h.get("background_build")
         if bg:
-            lines += ["", f"Background build (child process + swap, clarity.engines.edge_build) at {h['n']} points: "
+            lines += ["", f"Background build (child process + swap, clarity.engines.edge.build) at {h['n']} points: "
                       f"{bg['s']} s, {bg['result']}; swap pause {bg['swap_pause_s']} s; another Python thread "
                       f"stalled up to {bg['longest_stall_of_another_thread_s']} s; search after it "
                       f"{bg['search_top5']['p50_ms']} ms."]
@@ -260,7 +260,7 @@ def render(res: dict[str, Any]) -> str:
         lines += ["", f"Migration of a qdrant-client store of {mg['n']} points: {mg['migrate_s']} s "
                   f"(building that legacy store took {mg['build_legacy_s']} s)."]
     lines += ["", "Decisions drawn from these figures: see the docstrings of clarity/engines/base.py and "
-              "clarity/engines/qdrant_edge.py.", ""]
+              "clarity/engines/edge/engine.py.", ""]
     return "\n".join(lines)
 
 

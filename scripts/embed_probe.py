@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "bench"
+sys.path.insert(0, str(OUT.parent.parent))  # the checkout: tests.harness
 TEXT = "The owner process holds the lease and serves the other sessions over a Unix socket"
 CHECK_TEXTS = ["hello", "", "ünïcødé 日本語 🎉", "word " * 400, TEXT]
 VARIANTS = ("fastembed", "clarity-build", "clarity")
 
 
 def rss_mib() -> float:
-    from clarity.testing.processes import rss_kib
+    from tests.harness.processes import rss_kib
 
     return (rss_kib(os.getpid()) or 0) / 1024
 
@@ -56,7 +57,7 @@ def child(variant: str, cache: Path, calls: int) -> dict[str, Any]:
     import numpy as np
 
     from clarity.config import DEFAULT_MODEL
-    from clarity.embedding import Embedder, default_model_dir
+    from clarity.encoders.dense import Embedder, default_model_dir
 
     model_dir = default_model_dir(cache)
     if variant == "fastembed":
@@ -108,8 +109,8 @@ def run_child(variant: str, cache: Path, calls: int) -> dict[str, Any]:
 async def _standby_rss(home: Path) -> dict[str, Any]:
     import anyio
 
-    from clarity.testing.processes import rss_kib
-    from clarity.testing.sessions import open_sessions
+    from tests.harness.processes import rss_kib
+    from tests.harness.sessions import open_sessions
 
     async with open_sessions(home, 2) as (a, b):
         await a.call("store_memory", {"content": "the standby probe stores one memory", "memory_type": "note"})

@@ -6,15 +6,15 @@
         [--home DIR] [--keep] [--json FILE] [--timeout-s S]
 
 Each writer is a separate process driving its own `clarity serve` over MCP and storing `--writes`
-distinct notes (`clarity.testing.workers`); every acknowledgement goes to its ledger. Chaos
-(`clarity.testing.chaos`), run by this process:
+distinct notes (`tests.harness.workers`); every acknowledgement goes to its ledger. Chaos
+(`tests.harness.chaos`), run by this process:
 - `--kill-owner-every S`: every S seconds SIGKILL the lease owner (only a server of this run, and only
   once the previous failover has completed: kill -> next successful call of any session; none once every
   write is acknowledged, while the writers shut down).
 - `--stop-owner-every S`: SIGSTOP the owner for `--stop-for` seconds (default S/2), then SIGCONT it.
   Calls ending with "unresponsive" during a freeze (up to one call deadline after it) are expected.
 
-At the end a fresh session pages through `list_memories` (tag "stress") and `clarity.testing.ledger.verify`
+At the end a fresh session pages through `list_memories` (tag "stress") and `tests.harness.ledger.verify`
 checks every acknowledgement: exit status 1 when anything was lost or duplicated, a writer crashed or gave
 up, or the run timed out; else 0. Progress goes to stderr, the summary table to stdout.
 """
@@ -37,12 +37,14 @@ from typing import Any
 
 import anyio
 
-from clarity.testing import ledger, processes
-from clarity.testing.chaos import Chaos
-from clarity.testing.progress import Bar, progress
-from clarity.testing.sessions import SessionGroup, all_memories
-from clarity.testing.stress_report import build_report, failed, print_summary
-from clarity.testing.workers import served_after, worker_entry
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests.harness
+
+from tests.harness import ledger, processes  # noqa: E402
+from tests.harness.chaos import Chaos  # noqa: E402
+from tests.harness.progress import Bar, progress  # noqa: E402
+from tests.harness.sessions import SessionGroup, all_memories  # noqa: E402
+from tests.harness.stress_report import build_report, failed, print_summary  # noqa: E402
+from tests.harness.workers import served_after, worker_entry  # noqa: E402
 
 
 class Run:

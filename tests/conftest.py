@@ -1,6 +1,6 @@
 """Shared fixtures: a fresh home per test and real `clarity serve` sessions driven over MCP.
 
-The helpers live in `clarity.testing` (shared with scripts/bench.py and scripts/stress.py); the names
+The helpers live in `tests.harness` (shared with scripts/bench.py and scripts/stress.py); the names
 below stay importable from `tests.conftest` for the tests that use them.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
-from clarity.testing.processes import cli, kill, wait_until
-from clarity.testing.processes import cli_status as _cli_status
-from clarity.testing.sessions import all_memories, open_sessions, owner_session, pid_of
+from tests.harness.processes import cli, kill, wait_until
+from tests.harness.processes import cli_status as _cli_status
+from tests.harness.sessions import all_memories, open_sessions, owner_session, pid_of
 
 __all__ = ["all_memories", "cli", "home", "kill", "open_sessions", "owner_session", "pid_of", "run_async",
            "status", "wait_until"]

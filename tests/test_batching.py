@@ -10,15 +10,15 @@ from typing import Any
 import anyio
 import pytest
 
+from clarity import timings
 from clarity.config import load_settings
-from clarity.coordination import timings
-from clarity.embedding import Embedder
-from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+from clarity.encoders.dense import Embedder
+from clarity.engines.edge.engine import EdgeEngine, edge_dir
 from clarity.errors import ClarityError, InvalidArgument
 from clarity.memory.model import new_id
 from clarity.memory.service import MemoryService
-from clarity.testing.sessions import all_memories, owner_session
 from tests.conftest import open_sessions, run_async
+from tests.harness.sessions import all_memories, owner_session
 
 
 @pytest.fixture

@@ -19,8 +19,16 @@ from clarity.config import load_settings
 from clarity.coordination import wire
 from clarity.coordination.coordinator import Coordinator
 from clarity.coordination.owner_server import OwnerServer
-from clarity.coordination.peer_client import NotSent, OwnerTimeout, PeerClient
-from clarity.errors import ClarityError, CoordinationTimeout, NotFound, ProtocolError, ReplyTooLarge
+from clarity.coordination.peer_client import PeerClient
+from clarity.errors import (
+    ClarityError,
+    CoordinationTimeout,
+    NotFound,
+    NotSent,
+    OwnerTimeout,
+    ProtocolError,
+    ReplyTooLarge,
+)
 
 HOLD_TICKET = """
 import sys, time

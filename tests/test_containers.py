@@ -46,9 +46,9 @@ def _host_pid_of(home: Path, namespace: str) -> int:
 
 def test_sessions_in_their_own_pid_namespaces_share_a_store_and_fail_over(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import clarity.testing.sessions
+    import tests.harness.sessions
 
-    monkeypatch.setattr(clarity.testing.sessions, "SessionClient", _contained)
+    monkeypatch.setattr(tests.harness.sessions, "SessionClient", _contained)
 
     async def main() -> None:
         async with conftest.open_sessions(home, 3) as sessions:

@@ -17,16 +17,17 @@ import orjson
 import pytest
 
 from clarity.config import load_settings
-from clarity.coordination import fs, tickets
+from clarity.coordination import tickets
 from clarity.coordination.lease import Lease
+from clarity.platform import locks
 from clarity.session_client import SessionClient, ToolCallError
 from tests.conftest import all_memories, cli, kill, open_sessions, owner_session, pid_of, run_async, status
 
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from clarity.coordination import fs
-lock = fs.OfdLock(Path(sys.argv[1])); assert lock.try_lock(True); print("locked", flush=True); time.sleep(600)
+from clarity.platform import locks
+lock = locks.FileLock(Path(sys.argv[1])); assert lock.try_lock(True); print("locked", flush=True); time.sleep(600)
 """
 HOLD_LEASE = """
 import sys, time
@@ -44,14 +45,14 @@ def _holder(path: Path, script: str = HOLD_LOCK) -> subprocess.Popen[str]:
 
 def test_lock_probe_sees_holders_and_frees_on_kill(tmp_path: Path) -> None:
     path = tmp_path / "x.lock"
-    assert fs.probe(path) is None  # missing
+    assert locks.probe(path) is None  # missing
     p = _holder(path)
     try:
-        assert fs.probe(path) is fs.LockState.EXCLUSIVE
+        assert locks.probe(path) is locks.LockState.EXCLUSIVE
     finally:
         p.kill()
         p.wait()
-    assert fs.probe(path) is fs.LockState.FREE
+    assert locks.probe(path) is locks.LockState.FREE
 
 
 def test_epoch_grows_and_survives_garbage_record(home: Path) -> None:

@@ -17,13 +17,13 @@ import threading
 import time
 from pathlib import Path
 
-from clarity.engines.qdrant_edge import EdgeEngine
+from clarity.engines.edge.engine import EdgeEngine
 
 WRITER = r"""
 import sys, threading, uuid, random
 from pathlib import Path
 from clarity.engines.base import Point
-from clarity.engines.qdrant_edge import EdgeEngine
+from clarity.engines.edge.engine import EdgeEngine
 e = EdgeEngine(Path(sys.argv[1]), flush_interval_s=3600)
 e.ensure_collection(8)
 out_lock = threading.Lock()

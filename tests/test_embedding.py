@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from clarity.config import DEFAULT_MODEL, Settings
-from clarity.embedding import Embedder, default_model_dir
+from clarity.encoders.dense import Embedder, default_model_dir
 
 # (memory, a query in other words) — each query must find its memory above the default threshold
 RELATED = [

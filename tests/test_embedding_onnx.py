@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from clarity.config import DEFAULT_MODEL
-from clarity.embedding import Embedder, default_model_dir
-from clarity.onnx_embed import MAX_BATCH_TOKENS
+from clarity.encoders.dense import Embedder, default_model_dir
+from clarity.encoders.onnx_model import MAX_BATCH_TOKENS
 
 TEXTS = [
     "The API server listens on port 8080",
@@ -120,16 +120,16 @@ def test_a_damaged_optimised_copy_is_rebuilt(tmp_path: Path, fastembed_vectors: 
 PROBE = """
 import sys
 from pathlib import Path
-import clarity.embedding
+import clarity.encoders.dense
 assert "onnxruntime" not in sys.modules and "fastembed" not in sys.modules, "imported at module import"
 from clarity.config import DEFAULT_MODEL
 import os
-from clarity.testing.processes import rss_kib
+from tests.harness.processes import rss_kib
 def rss():
     return rss_kib(os.getpid()) / 1024
 import numpy, onnxruntime, tokenizers  # the runtime itself is not the model's cost
 before = rss()
-e = clarity.embedding.Embedder(DEFAULT_MODEL, Path(sys.argv[1]))
+e = clarity.encoders.dense.Embedder(DEFAULT_MODEL, Path(sys.argv[1]))
 e.embed_one("warm up")
 print(rss() - before)
 """

@@ -16,8 +16,8 @@ import pytest
 
 from clarity.config import load_settings
 from clarity.engines.base import Point, iter_all
-from clarity.engines.group_commit import GroupCommit
-from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+from clarity.engines.edge.engine import EdgeEngine, edge_dir
+from clarity.engines.edge.group_commit import GroupCommit
 from clarity.memory.service import MemoryService
 
 DIM = 8
@@ -98,8 +98,8 @@ def test_reopen_keeps_data_and_second_process_is_fenced(tmp_path: Path) -> None:
     e = EdgeEngine(tmp_path / "edge")
     e.ensure_collection(DIM)
     e.upsert(make_points(10))
-    code = ("import sys\nfrom pathlib import Path\nfrom clarity.engines.base import EngineLocked\n"
-            "from clarity.engines.qdrant_edge import EdgeEngine\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom clarity.errors import EngineLocked\n"
+            "from clarity.engines.edge.engine import EdgeEngine\n"
             f"e = EdgeEngine(Path({str(tmp_path / 'edge')!r}))\n"
             "try:\n    e.ensure_collection(8)\nexcept EngineLocked:\n    sys.exit(3)\nsys.exit(0)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -220,7 +220,7 @@ def test_payload_values_come_back_exactly(tmp_path: Path) -> None:
     import uuid
 
     from clarity.engines.base import Point
-    from clarity.engines.qdrant_edge import EdgeEngine
+    from clarity.engines.edge.engine import EdgeEngine
     from clarity.memory import model as m
 
     engine = EdgeEngine(tmp_path / "edge")
@@ -245,9 +245,9 @@ def test_older_points_get_bm25_vectors_once(tmp_path: Path) -> None:
     open, so keyword search finds them; the marker makes later opens skip the scan."""
     import qdrant_edge as q
 
-    from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, open_shard
-    from clarity.engines.hybrid import SearchQuery
-    from clarity.memory.sparse import encode_query
+    from clarity.encoders.sparse import encode_query
+    from clarity.engines.base import SearchQuery
+    from clarity.engines.edge.shard import BM25_COMPLETE, DENSE, open_shard
 
     path = tmp_path / "edge"
     shard = open_shard(path, 4)

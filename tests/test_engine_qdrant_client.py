@@ -16,8 +16,8 @@ from qdrant_client import QdrantClient
 from clarity.config import load_settings
 from clarity.engines import engine_is_exclusive, open_engine
 from clarity.engines.base import iter_all
+from clarity.engines.edge.engine import EdgeEngine
 from clarity.engines.qdrant_client import QdrantClientEngine
-from clarity.engines.qdrant_edge import EdgeEngine
 from clarity.memory.service import MemoryService
 
 from .test_engine_edge import DIM, FixedEmbedder, expected_order, make_points

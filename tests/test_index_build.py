@@ -1,4 +1,4 @@
-"""The background HNSW index build (clarity.engines.edge_build): it is built and swapped in, writes
+"""The background HNSW index build (clarity.engines.edge.build): it is built and swapped in, writes
 made during the build survive the swap, a SIGKILL of the owner at any stage loses nothing acknowledged,
 and the build process dies with its owner."""
 
@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 
 from clarity.config import load_settings
-from clarity.embedding import Embedder
-from clarity.engines.base import EngineLocked
-from clarity.engines.edge_build import HOOK_ENV, index_layout
-from clarity.engines.edge_layout import build_dir, current_dir, generations, pointer_file
-from clarity.engines.edge_shard import INDEX_LAYOUT, INDEX_LAYOUT_FILE
-from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+from clarity.encoders.dense import Embedder
+from clarity.engines.edge.build import index_layout
+from clarity.engines.edge.engine import EdgeEngine, edge_dir
+from clarity.engines.edge.layout import build_dir, current_dir, generations, pointer_file
+from clarity.engines.edge.shard import INDEX_LAYOUT, INDEX_LAYOUT_FILE
+from clarity.errors import EngineLocked
+from clarity.faults import ENV as FAULTS_ENV
 from clarity.memory.service import MemoryService
-from clarity.testing.processes import alive, wait_until
+from tests.harness.processes import alive, wait_until
 from tests.test_engine_edge import DIM, make_points
 
 
@@ -67,7 +68,7 @@ def assert_mapped_from_disk(shard_dir: Path) -> None:
 def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "hooks"
     d.mkdir()
-    monkeypatch.setenv(HOOK_ENV, str(d))
+    monkeypatch.setenv(FAULTS_ENV, str(d))
     return d
 
 
@@ -141,12 +142,12 @@ def test_an_index_of_an_older_layout_is_rebuilt_once_at_open(tmp_path: Path) -> 
 
 
 def test_writes_and_deletes_during_the_build_survive_the_swap(tmp_path: Path, hooks: Path) -> None:
-    (hooks / "child.hold").touch()
+    (hooks / "index.child.hold").touch()
     base, engine = _small_threshold_engine(tmp_path)
     try:
         pts = make_points(300)
         engine.upsert(pts[:200])
-        wait_for(lambda: (hooks / "child").exists(), what="the build process")
+        wait_for(lambda: (hooks / "index.child").exists(), what="the build process")
         engine.upsert(pts[200:300])                      # new points, journaled
         engine.delete([p.id for p in pts[:20]])          # exported, then deleted
         engine.delete([p.id for p in pts[290:]])         # written and deleted during the build
@@ -155,7 +156,7 @@ def test_writes_and_deletes_during_the_build_survive_the_swap(tmp_path: Path, ho
         assert len(engine.search(pts[50].vector or [], 5)) == 5  # the old shard serves meanwhile
         with pytest.raises(EngineLocked):  # a second opener is fenced off before it touches any folder
             EdgeEngine(base).ensure_collection(DIM)
-        (hooks / "child.hold").unlink()
+        (hooks / "index.child.hold").unlink()
         wait_for(lambda: engine.last_build is not None, what="the swap")
         assert engine.last_build is not None and engine.last_build.result == "done"
         assert engine.index_state()["folder"] == "edge.g1"
@@ -176,7 +177,7 @@ OWNER = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {root!r})
     from tests.test_engine_edge import make_points
-    from clarity.engines.qdrant_edge import EdgeEngine
+    from clarity.engines.edge.engine import EdgeEngine
     hooks = Path({hooks!r})
     e = EdgeEngine(Path({base!r}), flush_interval_s=0.05, index_threshold=200)
     e.ensure_collection({dim})
@@ -187,18 +188,18 @@ OWNER = textwrap.dedent("""
             print(op, *ids, flush=True)
     e.upsert(pts[:200]); ack("up", [p.id for p in pts[:200]])
     end = time.monotonic() + 60
-    while not (hooks / "exported").exists() and time.monotonic() < end:
+    while not (hooks / "index.exported").exists() and time.monotonic() < end:
         time.sleep(0.02)
     e.upsert(pts[200:300]); ack("up", [p.id for p in pts[200:300]])
     e.delete([p.id for p in pts[:10]]); ack("del", [p.id for p in pts[:10]])
     e.upsert(pts[300:320]); ack("up", [p.id for p in pts[300:320]])
-    (hooks / "exported.hold").unlink()
+    (hooks / "index.exported.hold").unlink()
     def writer():  # keeps writing; blocks while the swap holds the engine lock
         while True:
             e.upsert(pts[300:320]); ack("up", [p.id for p in pts[300:320]])
             time.sleep(0.05)
     threading.Thread(target=writer, daemon=True).start()
-    while not (hooks / {stage!r}).exists() and time.monotonic() < end:
+    while not (hooks / ("index." + {stage!r})).exists() and time.monotonic() < end:
         if e.last_build is not None:
             ack("failed", [e.last_build.result.replace(" ", "_")])
         time.sleep(0.02)
@@ -222,12 +223,12 @@ def test_sigkill_of_the_owner_during_the_build_loses_nothing(tmp_path: Path, sta
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     for s in ("exported", stage):
-        (hooks / f"{s}.hold").touch()
+        (hooks / f"index.{s}.hold").touch()
     base = tmp_path / "q" / "edge"
     root = str(Path(__file__).resolve().parent.parent)
     script = OWNER.format(root=root, hooks=str(hooks), base=str(base), dim=DIM, stage=stage)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, HOOK_ENV: str(hooks)})
+                            env={**os.environ, FAULTS_ENV: str(hooks)})
     live: set[str] = set()
     try:
         assert proc.stdout is not None
@@ -263,14 +264,14 @@ def test_sigkill_of_the_owner_during_the_build_loses_nothing(tmp_path: Path, sta
 
 
 def test_a_failed_build_keeps_the_old_shard_and_removes_its_folder(tmp_path: Path, hooks: Path) -> None:
-    (hooks / "exported.hold").touch()
+    (hooks / "index.exported.hold").touch()
     base, engine = _small_threshold_engine(tmp_path)
     try:
         pts = make_points(220)
         engine.upsert(pts)
-        wait_for(lambda: (hooks / "exported").exists(), what="the export")
+        wait_for(lambda: (hooks / "index.exported").exists(), what="the export")
         (build_dir(base) / "export.jsonl").write_bytes(b"not json\n")  # the build process will fail on it
-        (hooks / "exported.hold").unlink()
+        (hooks / "index.exported.hold").unlink()
         wait_for(lambda: engine.last_build is not None, what="the build to end")
         assert engine.last_build is not None and engine.last_build.result.startswith("abandoned")
         assert [g.name for g in generations(base)] == ["edge"] and not pointer_file(base).exists()
@@ -285,7 +286,8 @@ def test_a_failed_build_keeps_the_old_shard_and_removes_its_folder(tmp_path: Pat
 
 def test_restore_over_an_indexed_store_is_a_new_generation_finished_after_a_kill(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clarity.engines import backup, edge_layout
+    from clarity.engines import backup
+    from clarity.engines.edge import layout as edge_layout
 
     qdrant = tmp_path / "home" / "qdrant"
     base = qdrant / "edge"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from clarity.config import load_settings
-from clarity.coordination import fs
 from clarity.coordination.lease import Lease
 from clarity.coordination.maintenance import maintenance
 from clarity.errors import CoordinationTimeout, NotFound
+from clarity.platform import locks
 from tests.conftest import cli
 
 GHOST = "00000000-0000-4000-8000-000000000001"
@@ -55,7 +55,7 @@ def test_closing_or_probing_lease_lock_in_the_owner_never_drops_it(home: Path) -
     try:
         for _ in range(300):
             os.close(os.open(coord / "lease.lock", os.O_RDONLY))  # any other descriptor, opened and closed
-            assert fs.probe(coord / "lease.lock") is fs.LockState.EXCLUSIVE  # the probe sees our own lock
+            assert locks.probe(coord / "lease.lock") is locks.LockState.EXCLUSIVE  # the probe sees our own lock
         assert lease.still_held()
         assert not _other_process_takes(coord)
     finally:
@@ -67,13 +67,13 @@ def test_maintenance_excludes_every_owner_and_owners_exclude_maintenance(home: P
     settings = load_settings(home)
     coord = settings.coordination_dir
     with maintenance(settings, timeout_s=1):
-        assert fs.probe(coord / "records.lock") is fs.LockState.EXCLUSIVE
+        assert locks.probe(coord / "records.lock") is locks.LockState.EXCLUSIVE
         assert not _other_process_takes(coord)
         lease = Lease(coord)
         assert not lease.try_acquire(None, "forward") and "maintenance" in (lease.refused_by or "")
     p = _hold(coord)
     try:
-        assert fs.probe(coord / "records.lock") is fs.LockState.SHARED  # the owner's tenure
+        assert locks.probe(coord / "records.lock") is locks.LockState.SHARED  # the owner's tenure
         t0 = time.monotonic()
         with pytest.raises(CoordinationTimeout, match="in use"), maintenance(settings, timeout_s=0.5):
             pass
@@ -91,11 +91,11 @@ def test_owner_exclusive_block_upgrades_and_downgrades(home: Path) -> None:
     assert lease.try_acquire(None, "forward")
     try:
         with lease.exclusive(timeout_s=2):
-            assert fs.probe(lease.records_path) is fs.LockState.EXCLUSIVE
-        assert fs.probe(lease.records_path) is fs.LockState.SHARED and lease.still_held()
+            assert locks.probe(lease.records_path) is locks.LockState.EXCLUSIVE
+        assert locks.probe(lease.records_path) is locks.LockState.SHARED and lease.still_held()
     finally:
         lease.release()
-    assert fs.probe(lease.records_path) is fs.LockState.FREE
+    assert locks.probe(lease.records_path) is locks.LockState.FREE
 
 
 def test_a_process_that_lost_the_lease_never_applies_another_write(home: Path) -> None:
@@ -138,7 +138,7 @@ def test_a_shared_engine_runs_every_call_here_without_a_lease(home: Path, monkey
         assert coordinator.call("list", {"limit": 1})["total"] == 0
         assert coordinator.status()["this_process"]["role"] == "direct"
         coord = settings.coordination_dir
-        assert fs.probe(coord / "lease.lock") in (None, fs.LockState.FREE)
+        assert locks.probe(coord / "lease.lock") in (None, locks.LockState.FREE)
         assert not (coord / "lease.json").exists() and not (coord / "owner.sock").exists()
         assert coordinator.status()["owner"] is None
     finally:

@@ -17,10 +17,11 @@ import orjson
 import pytest
 
 from clarity.config import load_settings
-from clarity.engines.migrate import PAUSE_ENV, legacy_present, migrate_if_needed
-from clarity.engines.migrate_child import DEADLINE_ENV, MigrationFailed
-from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
-from clarity.testing.processes import alive, wait_until
+from clarity.engines.edge.engine import EdgeEngine, edge_dir
+from clarity.engines.edge.migrate import legacy_present, migrate_if_needed
+from clarity.errors import MigrationFailed
+from clarity.faults import ENV as FAULTS_ENV
+from tests.harness.processes import alive, wait_until
 
 from .conftest import cli
 
@@ -90,16 +91,23 @@ def test_first_call_through_the_cli_migrates(home: Path) -> None:
 
 
 MIGRATE = ("import sys\nfrom contextlib import nullcontext\nfrom clarity.config import load_settings\n"
-           "from clarity.engines.migrate import migrate_if_needed\n"
+           "from clarity.engines.edge.migrate import migrate_if_needed\n"
            "migrate_if_needed(load_settings(sys.argv[1]), 384, nullcontext)\n")
 
 
+def _hold(tmp_path: Path, stage: str) -> tuple[dict[str, str], Path]:
+    """An environment whose migration stops at `stage` (clarity.faults), and the marker it writes there."""
+    faults = tmp_path / "faults"
+    faults.mkdir(exist_ok=True)
+    (faults / f"migrate.{stage}.hold").touch()
+    return {**os.environ, FAULTS_ENV: str(faults)}, faults / f"migrate.{stage}"
+
+
 @pytest.mark.parametrize("stage", ["copy", "before-commit", "after-commit", "moving"])
-def test_kill_at_any_stage_then_next_owner_finishes(home: Path, stage: str) -> None:
+def test_kill_at_any_stage_then_next_owner_finishes(home: Path, tmp_path: Path, stage: str) -> None:
     points = write_legacy(home, 300)
-    marker = home / f"migrate-paused-{stage}"
-    proc = subprocess.Popen([sys.executable, "-c", MIGRATE, str(home)],
-                            env={**os.environ, PAUSE_ENV: stage}, stderr=subprocess.PIPE)
+    env, marker = _hold(tmp_path, stage)
+    proc = subprocess.Popen([sys.executable, "-c", MIGRATE, str(home)], env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -117,7 +125,7 @@ def test_kill_at_any_stage_then_next_owner_finishes(home: Path, stage: str) -> N
 
 
 RUN_AND_REPORT = ("import json, os, sys\nfrom contextlib import nullcontext\nfrom clarity.config import load_settings\n"
-                  "from clarity.engines.migrate import migrate_if_needed\n"
+                  "from clarity.engines.edge.migrate import migrate_if_needed\n"
                   "res = migrate_if_needed(load_settings(sys.argv[1]), 384, nullcontext)\n"
                   "loaded = 'qdrant_client' in sys.modules\n"
                   "print(json.dumps({'res': res, 'pid': os.getpid(), 'qdrant_client': loaded}))\n")
@@ -165,28 +173,30 @@ def _gone(pid: int, timeout: float = 20.0) -> bool:
     return wait_until(lambda: not alive(pid), timeout)
 
 
-def test_an_overdue_child_is_killed_and_nothing_changes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_overdue_child_is_killed_and_nothing_changes(home: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     points = write_legacy(home, 200)
+    env, marker = _hold(tmp_path, "copy")
+    monkeypatch.setenv(FAULTS_ENV, env[FAULTS_ENV])
+    monkeypatch.setenv("CLARITY_MIGRATE_DEADLINE_S", "8")
     settings = load_settings(home)
     before = _legacy_files(home)
-    monkeypatch.setenv(PAUSE_ENV, "copy")
-    monkeypatch.setenv(DEADLINE_ENV, "8")
     with pytest.raises(MigrationFailed, match="did not finish within 8 s"):
         migrate_if_needed(settings, DIM, nullcontext)
-    child = int((home / "migrate-paused-copy").read_text())
+    child = int(marker.read_text())
     assert child != os.getpid() and _gone(child)
     assert _legacy_files(home) == before and not (settings.qdrant_path / "edge.migrating").exists()
-    monkeypatch.delenv(PAUSE_ENV)
-    monkeypatch.delenv(DEADLINE_ENV)
+    monkeypatch.delenv(FAULTS_ENV)
+    monkeypatch.delenv("CLARITY_MIGRATE_DEADLINE_S")
+    settings = load_settings(home)
     migrate_if_needed(settings, DIM, nullcontext)
     check_migrated(home, points)
 
 
-def test_sigkill_of_the_parent_kills_the_child(home: Path) -> None:
+def test_sigkill_of_the_parent_kills_the_child(home: Path, tmp_path: Path) -> None:
     points = write_legacy(home, 300)
-    marker = home / "migrate-paused-copy"
-    proc = subprocess.Popen([sys.executable, "-c", MIGRATE, str(home)], env={**os.environ, PAUSE_ENV: "copy"},
-                            stderr=subprocess.DEVNULL)
+    env, marker = _hold(tmp_path, "copy")
+    proc = subprocess.Popen([sys.executable, "-c", MIGRATE, str(home)], env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline

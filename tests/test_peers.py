@@ -13,8 +13,8 @@ import pytest
 
 from clarity.coordination import wire
 from clarity.coordination.owner_server import OwnerServer, socket_path_for
-from clarity.coordination.peer_client import NotSent, OwnerGone, OwnerTimeout, PeerClient
-from clarity.errors import CoordinationTimeout, InvalidArgument, ProtocolError
+from clarity.coordination.peer_client import PeerClient
+from clarity.errors import CoordinationTimeout, InvalidArgument, NotSent, OwnerGone, OwnerTimeout, ProtocolError
 
 
 def handler(op: str, args: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:

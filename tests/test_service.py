@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from clarity.config import load_settings
-from clarity.embedding import Embedder
-from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+from clarity.encoders.dense import Embedder
+from clarity.engines.edge.engine import EdgeEngine, edge_dir
 from clarity.errors import InvalidArgument, NotFound
 from clarity.memory.model import new_id
 from clarity.memory.service import MemoryService

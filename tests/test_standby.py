@@ -9,8 +9,8 @@ from typing import Any
 
 import anyio
 
-from clarity.testing.processes import owner_pid
 from tests.conftest import cli, kill, open_sessions, run_async, status
+from tests.harness.processes import owner_pid
 
 
 async def _roles(sessions: list[Any]) -> dict[int, dict[str, Any]]:

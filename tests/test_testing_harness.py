@@ -1,4 +1,4 @@
-"""clarity.testing: the one exactly-once verifier, the one percentile, process helpers, ledgers."""
+"""tests.harness: the one exactly-once verifier, the one percentile, process helpers, ledgers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clarity.testing.ledger import Ack, Jsonl, Tail, acks_from_records, read_jsonl, verify
-from clarity.testing.processes import alive, marked_pids, owner_pid, proc_state, reap, rss_kib, session_id_of
-from clarity.testing.stats import percentile, ratio, summarize
+from tests.harness.ledger import Ack, Jsonl, Tail, acks_from_records, read_jsonl, verify
+from tests.harness.processes import alive, marked_pids, owner_pid, proc_state, reap, rss_kib, session_id_of
+from tests.harness.stats import percentile, ratio, summarize
 
 
 def mem(i: str, content: str) -> dict[str, str]:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from clarity.coordination import timings
+from clarity import timings
 from clarity.errors import CoordinationTimeout
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from clarity.coordination.ownership import Ownership
 from clarity.coordination.peer_client import PeerClient
 from clarity.coordination.standby import Standby
 from clarity.engines import engine_is_exclusive
-from clarity.errors import ClarityError, CoordinationTimeout, OwnerUnresponsive
+from clarity.errors import ClarityError, CoordinationTimeout, OwnerTimeout, OwnerUnresponsive, Retry
 
 if TYPE_CHECKING:
     from clarity.memory.model import Args
@@ -99,7 +99,7 @@ class Coordinator:
         retrying = Retrying(
             stop=stop_after_delay(self.cfg.call_deadline_s),
             wait=wait_random_exponential(multiplier=0.005, max=RETRY_MAX_WAIT_S),
-            retry=retry_if_exception_type(policies.Retry),
+            retry=retry_if_exception_type(Retry),
             sleep=lambda s: time.sleep(min(s, max(0.0, deadline - time.time()))),
             reraise=False,
         )
@@ -109,11 +109,11 @@ class Coordinator:
             for attempt in retrying:
                 with attempt:
                     if time.time() >= deadline:
-                        raise policies.Retry()
+                        raise Retry()
                     return self._attempt(a)
         except RetryError:
             raise self._timeout_error(a) from None
-        except policies.OutcomeUnknown:
+        except OwnerTimeout:
             raise self._unknown_outcome_error(op) from None
         except ClarityError:
             raise

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from clarity import __version__
-from clarity.coordination import fs
 from clarity.errors import CoordinationTimeout
+from clarity.layout import CoordinationFiles
+from clarity.platform import files, locks, processes
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +47,26 @@ class Lease:
 
     def __init__(self, coord_dir: Path) -> None:
         self.dir = coord_dir
-        self.lock_path = coord_dir / "lease.lock"
-        self.records_path = coord_dir / "records.lock"
-        self.record_path = coord_dir / "lease.json"
-        self.epoch_path = coord_dir / "epoch"
-        self.epoch_backup = coord_dir.parent / f"{coord_dir.name}.epoch"
-        self.waiters_dir = coord_dir / "waiters"
-        self._lease: fs.OfdLock | None = None
-        self._records: fs.OfdLock | None = None
+        self.files = f = CoordinationFiles(coord_dir)
+        self.lock_path = f.lease_lock
+        self.records_path = f.records_lock
+        self.record_path = f.lease_record
+        self.epoch_path = f.epoch
+        self.epoch_backup = f.epoch_backup
+        self.waiters_dir = f.waiters
+        self._lease: locks.FileLock | None = None
+        self._records: locks.FileLock | None = None
         self._state = threading.Lock()  # heartbeat vs release vs exclusive
         self.record: dict[str, Any] | None = None
         self.refused_by: str | None = None  # why the last try_acquire failed
 
     def ensure_dirs(self) -> None:
-        fs.ensure_private_dir(self.dir, "coordination folder")
-        fs.ensure_private_dir(self.waiters_dir, "waiters folder")
+        files.ensure_private_dir(self.dir, "coordination folder")
+        files.ensure_private_dir(self.waiters_dir, "waiters folder")
 
     def read_record(self) -> dict[str, Any] | None:
         """lease.json as last written (None if missing, unsafe or garbage). Takes no lock."""
-        return fs.read_json(self.record_path)
+        return files.read_json(self.record_path)
 
     @property
     def held(self) -> bool:
@@ -85,7 +87,7 @@ class Lease:
         previous = self.read_record() or {}
         counter = 0
         for path in (self.epoch_path, self.epoch_backup):
-            raw = fs.read_bytes_nofollow(path, 64)
+            raw = files.read_bytes_nofollow(path, 64)
             try:
                 counter = max(counter, int((raw or b"0").strip() or 0))
             except ValueError:
@@ -93,7 +95,7 @@ class Lease:
         prev = previous.get("epoch")
         return max(counter, prev if isinstance(prev, int) else 0) + 1, previous
 
-    def try_acquire(self, socket_path: str | None, mode: str, locked: fs.OfdLock | None = None) -> bool:
+    def try_acquire(self, socket_path: str | None, mode: str, locked: locks.FileLock | None = None) -> bool:
         """Take the lease without waiting: the exclusive lease lock, then the shared records lock
         (refused while maintenance holds it). On success write the epoch and the record. `locked`:
         a lease lock this process already holds (the hot standby's kernel wait); on failure it is
@@ -103,13 +105,13 @@ class Lease:
                 locked.close()
             return True
         self.ensure_dirs()
-        lease = locked if locked is not None else fs.OfdLock(self.lock_path)
+        lease = locked if locked is not None else locks.FileLock(self.lock_path)
         if locked is None and not lease.try_lock(exclusive=True):
             self.refused_by = ("maintenance in progress (records.lock is held exclusively)"
-                               if fs.probe(self.records_path) is fs.LockState.EXCLUSIVE
+                               if locks.probe(self.records_path) is locks.LockState.EXCLUSIVE
                                else "lease held by another process")
             return False
-        records = fs.OfdLock(self.records_path)
+        records = locks.FileLock(self.records_path)
         if not records.try_lock(exclusive=False):
             lease.close()
             self.refused_by = "maintenance in progress (records.lock is held exclusively)"
@@ -118,14 +120,14 @@ class Lease:
             epoch, previous = self._next_epoch()
             now = time.time()
             record = {
-                "pid": os.getpid(), "pid_namespace": fs.pid_namespace(), "host": socket.gethostname(),
-                "start_time": fs.process_start_time(os.getpid()), "version": __version__,
+                "pid": os.getpid(), "pid_namespace": processes.pid_namespace(), "host": socket.gethostname(),
+                "start_time": processes.process_start_time(os.getpid()), "version": __version__,
                 "socket": socket_path, "mode": mode, "epoch": epoch,
                 "acquired_at": now, "heartbeat_at": now, "released_at": None,
             }
-            fs.write_atomic(self.epoch_path, str(epoch).encode())
-            fs.write_atomic(self.epoch_backup, str(epoch).encode())
-            fs.write_json_atomic(self.record_path, record)
+            files.publish(self.epoch_path, str(epoch).encode())
+            files.publish(self.epoch_backup, str(epoch).encode())
+            files.publish_json(self.record_path, record)
         except BaseException:
             records.close()
             lease.close()
@@ -147,7 +149,7 @@ class Lease:
                 return False
             self.record["heartbeat_at"] = time.time()
             try:
-                fs.write_json_atomic(self.record_path, self.record)
+                files.publish_json(self.record_path, self.record)
             except OSError as e:
                 log.warning("lease: heartbeat write failed: %s", e)
         return True
@@ -163,7 +165,7 @@ class Lease:
             if ours and self.record is not None:
                 self.record["released_at"] = time.time()
                 try:
-                    fs.write_json_atomic(self.record_path, self.record)
+                    files.publish_json(self.record_path, self.record)
                 except OSError as e:
                     log.warning("lease: could not mark the record released: %s", e)
             if records is not None:

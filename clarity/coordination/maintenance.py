@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from clarity.config import Settings
-from clarity.coordination import fs
 from clarity.coordination.lease import Lease
 from clarity.errors import CoordinationTimeout
+from clarity.platform import locks
 
 
 @contextmanager
@@ -24,8 +24,8 @@ def maintenance(settings: Settings, timeout_s: float = 30.0) -> Iterator[None]:
     lease = Lease(settings.coordination_dir)
     lease.ensure_dirs()
     deadline = time.monotonic() + timeout_s
-    records = fs.OfdLock(lease.records_path)
-    lock = fs.OfdLock(lease.lock_path)
+    records = locks.FileLock(lease.records_path)
+    lock = locks.FileLock(lease.lock_path)
     try:
         if not records.acquire(exclusive=True, deadline=deadline) or not lock.acquire(True, deadline):
             rec = lease.read_record() or {}

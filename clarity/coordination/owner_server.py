@@ -29,8 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clarity.coordination import fs, wire
+from clarity.coordination import wire
 from clarity.errors import ClarityError, CoordinationTimeout, ProtocolError
+from clarity.layout import CoordinationFiles
+from clarity.platform import files, peers
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,11 @@ def runtime_dir() -> Path:
     user owns, or that is loose or a link, is an error naming it (never a silent fallback)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg:
-        fs.check_private_dir(Path(xdg), "XDG_RUNTIME_DIR")
+        files.check_private_dir(Path(xdg), "XDG_RUNTIME_DIR")
         folder = Path(xdg) / "clarity"
     else:
         folder = Path(tempfile.gettempdir()) / f"clarity-{os.getuid()}"
-    fs.ensure_private_dir(folder, "socket folder")
+    files.ensure_private_dir(folder, "socket folder")
     return folder
 
 
@@ -57,7 +59,7 @@ def socket_path_for(coord_dir: Path) -> Path:
     """`owner.sock` in the coordination folder, or a hashed name in `runtime_dir()` when that path
     would pass the platform's limit."""
     real = coord_dir.resolve()
-    path = real / "owner.sock"
+    path = CoordinationFiles(real).owner_socket
     if len(os.fsencode(path)) < SUN_PATH_MAX:
         return path
     digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
@@ -83,7 +85,7 @@ class OwnerServer:
         with contextlib.suppress(FileNotFoundError):
             st = os.lstat(self.path)
             if not stat.S_ISSOCK(st.st_mode):
-                log.warning("owner: removing %s before binding", fs.describe(self.path, st))
+                log.warning("owner: removing %s before binding", files.describe(self.path, st))
             os.unlink(self.path)  # a leftover of a dead owner (or a planted file): we hold the lease now
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
@@ -112,7 +114,7 @@ class OwnerServer:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            pid, uid = fs.peer_uid(conn)
+            pid, uid = peers.peer_credentials(conn)
             if uid != os.getuid():
                 log.warning("owner: refused a peer of uid %s (pid %s)", uid, pid)
                 conn.close()

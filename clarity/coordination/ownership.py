@@ -28,31 +28,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clarity import timings
 from clarity.config import Settings
-from clarity.coordination import fs, tickets, timings
+from clarity.coordination import tickets
 from clarity.coordination.batcher import Batcher
 from clarity.coordination.lease import Lease
 from clarity.coordination.owner_server import OwnerServer
-from clarity.engines.base import EngineLocked
-from clarity.errors import ClarityError, CoordinationTimeout
+from clarity.errors import CoordinationTimeout, EngineLocked, LeaseLost, NotOwner
+from clarity.platform import locks
 
 if TYPE_CHECKING:
-    from clarity.embedding import Embedder
+    from clarity.encoders.dense import Embedder
     from clarity.memory.model import Args
     from clarity.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
-
-
-class NotOwner(ClarityError):
-    """This process does not (or no longer) own the lease, or the engine is still open elsewhere:
-    nothing was applied here; the caller retries wherever the lease is now."""
-
-    kind = "not_owner"
-
-
-class _LeaseLost(NotOwner):
-    """The lease lock file was removed or replaced under us: step down."""
 
 
 class Ownership:
@@ -108,7 +98,7 @@ class Ownership:
         finally:
             self.op_lock.release()
 
-    def take_over(self, locked: fs.OfdLock) -> bool:
+    def take_over(self, locked: locks.FileLock) -> bool:
         """The hot standby got the lease lock (`locked`): become owner with it, bind the socket, then
         open the engine before the first call arrives (calls queue on the operation lock meanwhile).
         False (and `locked` released) when this process is closing or maintenance holds the store."""
@@ -124,7 +114,7 @@ class Ownership:
                 log.exception("standby: opening the engine after taking the lease failed")
             return True
 
-    def _take(self, locked: fs.OfdLock | None) -> bool:
+    def _take(self, locked: locks.FileLock | None) -> bool:
         """Take the lease (with `locked` when given) and start serving; the operation lock is held."""
         if self.lease.held:
             if locked is not None:
@@ -195,7 +185,7 @@ class Ownership:
                 return result
             finally:
                 self.op_lock.release()
-        except _LeaseLost:
+        except LeaseLost:
             lost = True
             raise
         finally:
@@ -215,7 +205,7 @@ class Ownership:
         if not self.lease.held:
             raise NotOwner("this process no longer owns the lease")
         if not self.lease.still_held():
-            raise _LeaseLost("this process lost the lease (its lock file was removed or replaced)")
+            raise LeaseLost("this process lost the lease (its lock file was removed or replaced)")
 
     def _store_batch(self, batch: list[Args]) -> list[dict[str, Any] | BaseException]:
         try:

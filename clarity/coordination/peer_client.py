@@ -23,23 +23,13 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clarity.coordination import fs, timings, wire
-from clarity.errors import ProtocolError, UnsafeStore, from_wire
+from clarity import timings
+from clarity.coordination import wire
+from clarity.errors import NotOwner, NotSent, OwnerGone, OwnerTimeout, ProtocolError, UnsafeStore, from_wire
+from clarity.platform import files, peers
 
 if TYPE_CHECKING:
     from clarity.memory.model import Args
-
-
-class OwnerGone(Exception):
-    """The owner's socket refused, reset or closed the connection: there may be no owner."""
-
-
-class OwnerTimeout(Exception):
-    """The request was sent but no reply came before the deadline: its outcome is unknown."""
-
-
-class NotSent(Exception):
-    """The deadline passed before the request could be sent (nothing reached the owner)."""
 
 
 class PeerClient:
@@ -86,12 +76,12 @@ class PeerClient:
             except OSError as e:
                 s.close()
                 raise OwnerGone(f"connect {self.path}: {errno.errorcode.get(e.errno or 0, e)}") from e
-            pid, uid = fs.peer_uid(s)
+            pid, uid = peers.peer_credentials(s)
             if uid != os.getuid():
                 s.close()
                 raise UnsafeStore(
-                    f"refusing to forward to {self.path}: it is served by {fs._who(uid)} (pid {pid}), not by "
-                    f"you ({fs._who(os.getuid())}); nothing was sent. Another user controls this store's "
+                    f"refusing to forward to {self.path}: it is served by {files.who(uid)} (pid {pid}), not by "
+                    f"you ({files.who(os.getuid())}); nothing was sent. Another user controls this store's "
                     f"socket: remove {self.path} and check who owns the store's folders."
                 )
             self._sock = s
@@ -130,8 +120,8 @@ class PeerClient:
         if reply.get("ok"):
             result = reply.get("result")
             return result if isinstance(result, dict) else {}
-        error = reply.get("error") or {}
-        if isinstance(error, dict) and error.get("kind") == "not_owner":
+        error = from_wire(reply.get("error") or {})
+        if isinstance(error, NotOwner):  # it stepped down meanwhile: nothing was applied there
             self.close()
-            raise OwnerGone(str(error.get("message")))
-        raise from_wire(error)
+            raise OwnerGone(error.message)
+        raise error

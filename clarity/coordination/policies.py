@@ -1,5 +1,5 @@
 """One attempt at a call, per coordination mode. Each returns the result or raises `Retry` (try again
-after a backoff, until the call's deadline), `OutcomeUnknown` (sent, no reply by the deadline), or a
+after a backoff, until the call's deadline), `OwnerTimeout` (sent, no reply by the deadline), or a
 ClarityError (the answer).
 
 - forward (default): run here when this process owns the lease; else send the operation to the owner's
@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from clarity.coordination import fs, tickets
-from clarity.coordination.ownership import NotOwner, Ownership
-from clarity.coordination.peer_client import NotSent, OwnerGone, OwnerTimeout, PeerClient
-from clarity.engines.base import EngineLocked
+from clarity.coordination import tickets
+from clarity.coordination.ownership import Ownership
+from clarity.coordination.peer_client import PeerClient
+from clarity.errors import EngineLocked, NotOwner, NotSent, OwnerGone, OwnerTimeout, Retry
+from clarity.platform import locks
 
 if TYPE_CHECKING:
     from clarity.memory.model import Args
@@ -30,14 +31,6 @@ log = logging.getLogger(__name__)
 
 TICKET_AFTER_S = 1.0
 STANDBY_GRACE_S = 1.0
-
-
-class Retry(Exception):
-    """Transient: try again after a backoff."""
-
-
-class OutcomeUnknown(Exception):
-    """The request reached the owner but no reply came by the deadline."""
 
 
 @dataclass
@@ -69,8 +62,8 @@ def forward(own: Ownership, peer: PeerClient, a: Attempt) -> dict[str, Any]:
         a.tried.append(f"forward: {e}")
         raise Retry() from None
     except OwnerTimeout:
-        raise OutcomeUnknown() from None
-    if not own.is_standby and fs.probe(own.lease.dir / "standby.lock") is fs.LockState.EXCLUSIVE:
+        raise  # sent, no reply by the deadline: the coordinator says the outcome is unknown
+    if not own.is_standby and locks.probe(own.lease.files.standby_lock) is locks.LockState.EXCLUSIVE:
         # another session stands by with its model loaded: let it take the lease (the kernel wakes
         # its wait but does not hand it the lock), unless it has not done so within the grace
         now = time.monotonic()

@@ -6,7 +6,7 @@ that lock every `CANDIDATE_POLL_S` while another process owns the lease and this
 standby (with no owner at all nobody stands by: the first call decides the owner, as before).
 
 What the standby does: it loads the embedding model (never the engine), then its thread waits in the
-kernel on the lease lock (`fs.OfdLock.wait`, F_OFD_SETLKW). The kernel drops a dead owner's lock when
+kernel on the lease lock (`locks.FileLock.wait`, F_OFD_SETLKW). The kernel drops a dead owner's lock when
 its last descriptor closes (after the dead process's memory is torn down) and wakes the waiter, which
 then takes it; the other sessions do not try the lease for `policies.STANDBY_GRACE_S` while a standby
 stands by, so the standby holds the lease as soon as it runs; it then writes the record, binds the
@@ -23,7 +23,7 @@ Guarantees:
 - A thread blocked in the kernel wait cannot be interrupted: `close` does not join it (it is a daemon
   thread). If the wait returns after `close`, the lock it got is released at once, never used.
 Keeping the store warm: while it stands by, the standby asks the kernel every `WARM_INTERVAL_S` to keep
-the current Edge generation's files in the page cache (`posix_fadvise(WILLNEED)`: about 5 ms of CPU when
+the store's current files in the page cache (`clarity.platform.pagecache`: about 5 ms of CPU when
 they are cached already). Edge drops the files it loads into memory from the page cache when it opens a
 shard (and all of them when it closes one), so without this the next owner's open reads them from disk:
 measured on a 100k store, 0.9-1.4 s instead of 0.4-0.55 s. Best effort: a file it cannot open is skipped.
@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
-from pathlib import Path
 
-from clarity.coordination import fs
+from clarity.config import Settings
 from clarity.coordination.ownership import Ownership
+from clarity.engines import store_files
+from clarity.platform import locks
+from clarity.platform.pagecache import will_need_tree
 
 log = logging.getLogger(__name__)
 
@@ -51,44 +52,24 @@ CANDIDATE_POLL_S = 0.05
 WARM_INTERVAL_S = 1.0
 
 
-def warm_store(qdrant_path: Path) -> int:
-    """Ask the kernel to read the current Edge generation's files into the page cache; returns how many
-    regular files it asked for (symlinks, FIFOs and anything not a regular file are skipped)."""
-    from clarity.engines.edge_layout import current_dir
-
-    try:
-        root = current_dir(qdrant_path / "edge")
-    except (OSError, ValueError):
-        return 0
-    n = 0
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                continue
-            try:
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-                    n += 1
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-    return n
+def warm_store(settings: Settings) -> int:
+    """Ask the kernel to read the store's current files into the page cache; returns how many regular
+    files it asked for (`clarity.platform.pagecache`; symlinks and anything not a regular file are
+    skipped; 0 where the platform has no such hint)."""
+    root = store_files(settings)
+    return will_need_tree(root) if root is not None else 0
 
 
 class Standby:
     def __init__(self, own: Ownership) -> None:
         self.own = own
-        self.path = own.lease.dir / "standby.lock"
-        self._lock: fs.OfdLock | None = None
+        self.path = own.lease.files.standby_lock
+        self._lock: locks.FileLock | None = None
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waiting = False  # the model is loaded and the thread is (about to be) in the kernel wait
         self._warmer: threading.Thread | None = None
-        self.warm_passes = 0  # how many times the store's files were warmed (for tests)
         own.on_owner = self.resign
 
     @property
@@ -116,7 +97,7 @@ class Standby:
 
     def _become_standby(self) -> bool:
         self.own.lease.ensure_dirs()
-        lock = fs.OfdLock(self.path)
+        lock = locks.FileLock(self.path)
         if not lock.try_lock(exclusive=True):
             return False
         with self._mutex:
@@ -134,11 +115,11 @@ class Standby:
     def _owner_exists(self) -> bool:
         """Someone holds the lease: there is an owner to stand by for (with none, the first call
         decides the owner, as without a standby)."""
-        return fs.probe(self.own.lease.lock_path) is fs.LockState.EXCLUSIVE
+        return locks.probe(self.own.lease.lock_path) is locks.LockState.EXCLUSIVE
 
     def _load_model(self) -> None:
         if self.own.embedder is None:
-            from clarity.embedding import Embedder
+            from clarity.encoders.dense import Embedder
 
             e = self.own.settings.embedding
             self.own.embedder = Embedder(e.model, self.own.settings.cache_dir, e.batch_size)
@@ -156,7 +137,7 @@ class Standby:
                     self._warmer = threading.Thread(target=self._warm_loop, name="clarity-standby-warm",
                                                     daemon=True)
                     self._warmer.start()
-                lease_lock = fs.OfdLock(self.own.lease.lock_path)
+                lease_lock = locks.FileLock(self.own.lease.lock_path)
                 self._waiting = True
                 try:
                     lease_lock.wait(exclusive=True)  # returns the instant the owner's lock is gone
@@ -179,7 +160,6 @@ class Standby:
         while not self._stop.wait(WARM_INTERVAL_S):
             if self.active:
                 try:
-                    warm_store(self.own.settings.qdrant_path)
-                    self.warm_passes += 1
+                    warm_store(self.own.settings)
                 except Exception:  # noqa: BLE001 - best effort: the takeover works without it, slower
                     log.debug("standby: warming the store failed", exc_info=True)

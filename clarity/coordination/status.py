@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clarity.config import Settings
-from clarity.coordination import fs, tickets
+from clarity.coordination import tickets
 from clarity.coordination.lease import Lease
 from clarity.coordination.maintenance import maintenance
 from clarity.coordination.owner_server import socket_path_for
 from clarity.errors import CoordinationTimeout
+from clarity.platform import files, locks, processes
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +40,17 @@ def _trusted(rec: dict[str, Any] | None, my_ns: str | None) -> bool:
         return False
     if rec.get("pid_namespace") not in (None, my_ns):
         return True  # another container: the lock is held and the record is not released
-    return fs.process_start_time(rec["pid"]) == rec.get("start_time")
+    return processes.process_start_time(rec["pid"]) == rec.get("start_time")
 
 
 def owner(settings: Settings, lease: Lease | None = None) -> dict[str, Any] | None:
     """The owner as seen from here, or None when nobody holds the lease."""
     lease = lease or Lease(settings.coordination_dir)
-    my_ns = fs.pid_namespace()
+    my_ns = processes.pid_namespace()
     if lease.held and lease.record is not None:
         rec: dict[str, Any] | None = dict(lease.record)
     else:
-        if fs.probe(lease.lock_path) in (None, fs.LockState.FREE):
+        if locks.probe(lease.lock_path) in (None, locks.LockState.FREE):
             return None
         rec = lease.read_record()
     now = time.time()
@@ -77,10 +78,10 @@ HEAVY = ("fastembed", "onnxruntime", "numpy", "qdrant_edge", "qdrant_client")
 
 def standby(settings: Settings) -> dict[str, Any] | None:
     """The hot standby ({"pid": ...} as it wrote it in standby.lock), or None when there is none."""
-    path = settings.coordination_dir / "standby.lock"
-    if fs.probe(path) is not fs.LockState.EXCLUSIVE:
+    path = settings.layout.coordination.standby_lock
+    if locks.probe(path) is not locks.LockState.EXCLUSIVE:
         return None
-    raw = (fs.read_bytes_nofollow(path, 32) or b"").strip()
+    raw = (files.read_bytes_nofollow(path, 32) or b"").strip()
     return {"pid": int(raw) if raw.isdigit() else None}
 
 
@@ -99,7 +100,7 @@ def this_process(role: str = "observer", service: Any = None, embedder: Any = No
 def status(settings: Settings, *, lease: Lease | None = None, own_ticket: Any = None,
            me: dict[str, Any] | None = None) -> dict[str, Any]:
     """Who owns the lease, who waits, and what this process is."""
-    waiters_dir = settings.coordination_dir / "waiters"
+    waiters_dir = settings.layout.coordination.waiters
     waiters = [{"pid": t["pid"], "since": _iso(t["since"]), "ticket": t["ticket"]}
                for t in tickets.live(waiters_dir, exclude=own_ticket)]
     return {
@@ -117,21 +118,22 @@ def doctor(settings: Settings) -> dict[str, Any]:
     """Remove what dead processes left behind, never anything a live process holds: with no owner
     (the maintenance lock free at once) the record, the socket and stale tickets; with an owner only
     stale tickets."""
-    coord = settings.coordination_dir
+    cf = settings.layout.coordination
+    coord = cf.dir
     removed: list[str] = []
     try:
         with maintenance(settings, timeout_s=0.0):
-            removed += tickets.cleanup_stale(coord / "waiters")
-            if fs.unlink_quiet(coord / "lease.json"):
+            removed += tickets.cleanup_stale(cf.waiters)
+            if files.unlink_quiet(cf.lease_record):
                 removed.append("lease record of a dead owner")
-            for sock in dict.fromkeys([socket_path_for(coord), coord / "owner.sock"]):
-                if fs.unlink_quiet(sock):
+            for sock in dict.fromkeys([socket_path_for(coord), cf.owner_socket]):
+                if files.unlink_quiet(sock):
                     removed.append(f"socket {sock} of a dead owner")
     except CoordinationTimeout:
-        removed += tickets.cleanup_stale(coord / "waiters")
+        removed += tickets.cleanup_stale(cf.waiters)
     for leftover in coord.glob(".*.tmp"):
         try:
-            if time.time() - os.lstat(leftover).st_mtime > 60 and fs.unlink_quiet(leftover):
+            if time.time() - os.lstat(leftover).st_mtime > 60 and files.unlink_quiet(leftover):
                 removed.append(f"temp file {leftover.name}")
         except OSError:
             pass

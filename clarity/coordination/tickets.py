@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from clarity.coordination import fs
+from clarity.platform import files, locks, processes
 
 log = logging.getLogger(__name__)
 _TEMP_GRACE_S = 60.0
@@ -43,7 +43,7 @@ class Ticket:
         try:
             st = os.lstat(self.path)
             if (st.st_dev, st.st_ino) == self.ident:
-                fs.unlink_quiet(self.path)
+                files.unlink_quiet(self.path)
         except OSError:
             pass
         finally:
@@ -61,10 +61,10 @@ def _folder(waiters: Path) -> Iterator[int | None]:
         yield None
         return
     except OSError:  # ELOOP / ENOTDIR: a symlink or a file where the folder should be
-        fs.check_private_dir(waiters, "waiters folder")
+        files.check_private_dir(waiters, "waiters folder")
         raise
     try:
-        fs.check_private_dir(waiters, "waiters folder")
+        files.check_private_dir(waiters, "waiters folder")
         yield fd
     finally:
         os.close(fd)
@@ -79,18 +79,19 @@ def _regular(name: str, dfd: int) -> os.stat_result | None:
 
 
 def add(waiters: Path) -> Ticket:
-    fs.ensure_private_dir(waiters, "waiters folder")
+    files.ensure_private_dir(waiters, "waiters folder")
     name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
     tmp = waiters / f".{name}.tmp"
-    fd = fs.open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    fd = files.open_nofollow(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL)
     try:
-        if not fs.lock_fd(fd, exclusive=True):  # a fresh O_EXCL file: nobody else can hold it
+        if not locks.lock_fd(fd, exclusive=True):  # a fresh O_EXCL file: nobody else can hold it
             raise OSError(f"could not lock the new ticket {tmp}")
-        os.write(fd, orjson.dumps({"pid": os.getpid(), "pid_namespace": fs.pid_namespace(), "since": time.time()}))
+        os.write(fd, orjson.dumps({"pid": os.getpid(), "pid_namespace": processes.pid_namespace(),
+                                   "since": time.time()}))
         final = waiters / name
         os.rename(tmp, final)
     except BaseException:
-        fs.unlink_quiet(tmp)
+        files.unlink_quiet(tmp)
         os.close(fd)
         raise
     st = os.fstat(fd)
@@ -109,7 +110,7 @@ def live(waiters: Path, exclude: Path | None = None) -> list[dict[str, Any]]:
                 continue
             if _regular(name, dfd) is None:
                 continue
-            if fs.probe(Path(name), dir_fd=dfd) in (None, fs.LockState.FREE):
+            if locks.probe(Path(name), dir_fd=dfd) in (None, locks.LockState.FREE):
                 continue
             raw = _read(name, dfd)
             out.append({"ticket": name, "pid": raw.get("pid"), "since": raw.get("since"), "own": False})
@@ -118,7 +119,7 @@ def live(waiters: Path, exclude: Path | None = None) -> list[dict[str, Any]]:
 
 def _read(name: str, dfd: int) -> dict[str, Any]:
     try:
-        fd = fs.open_nofollow(Path(name), os.O_RDONLY, dir_fd=dfd)
+        fd = files.open_nofollow(Path(name), os.O_RDONLY, dir_fd=dfd)
     except Exception:
         return {}
     try:
@@ -145,6 +146,6 @@ def cleanup_stale(waiters: Path, own: Path | None = None) -> list[str]:
                 continue
             if name.startswith(".") and time.time() - st.st_mtime < _TEMP_GRACE_S:
                 continue
-            if fs.probe(Path(name), dir_fd=dfd) is fs.LockState.FREE and fs.unlink_quiet(Path(name), dfd):
+            if locks.probe(Path(name), dir_fd=dfd) is locks.LockState.FREE and files.unlink_quiet(Path(name), dfd):
                 removed.append(f"waiter ticket {name}")
     return removed

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from clarity.coordination import timings
+from clarity import timings
 from clarity.errors import ClarityError, ProtocolError, ReplyTooLarge
 
 _LEN = struct.Struct("!I")

@@ -4,10 +4,13 @@
 the store at a time, so the coordination layer must take turns through the lease; False for a shared
 server (`engine.kind = "qdrant"` with a url: every session talks to it directly, no lease).
 `open_engine(settings)` builds the engine (nothing is opened until `ensure_collection`).
+`store_files(settings)` is the folder holding the store's current files (what the hot standby keeps in
+the page cache): the current Edge generation, or None for another engine or before the first open.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,6 +30,19 @@ def open_engine(settings: Settings) -> Engine:
         if e.url:
             return QdrantClientEngine(url=e.url, api_key=e.api_key, collection=e.collection)
         return QdrantClientEngine(path=settings.qdrant_path, collection=e.collection)
-    from clarity.engines.qdrant_edge import EdgeEngine, edge_dir
+    from clarity.engines.edge.engine import EdgeEngine
+    from clarity.engines.edge.shard import edge_dir
 
     return EdgeEngine(edge_dir(settings.qdrant_path), e.flush_interval_s, e.index_threshold)
+
+
+def store_files(settings: Settings) -> Path | None:
+    if settings.engine.kind != "edge":
+        return None  # a server's files are not here; a legacy local store is migrated at its first open
+    from clarity.engines.edge.layout import current_dir
+    from clarity.engines.edge.shard import edge_dir
+
+    try:
+        return current_dir(edge_dir(settings.qdrant_path))
+    except (OSError, ValueError):
+        return None

@@ -3,7 +3,7 @@
 Format: line 1 `{"format": "clarity-backup", "version": 1, "model", "dims", "count", "created_at"}`,
 then one `{"id", "payload", "vector"}` per line. A backup is written to a temporary name and renamed
 when complete (a half-written backup never has the final name). Restore builds the whole shard in a
-new generation folder (`clarity.engines.edge_layout`), verifies the count, marks it `READY`, then makes
+new generation folder (`clarity.engines.edge.layout`), verifies the count, marks it `READY`, then makes
 it current (`edge_layout.finish_restore`: the old shard goes to `<home>/backups/edge-replaced-*`); a
 kill before `READY` leaves the store as it was (the next open removes the partial folder), a kill after
 it is finished by the next open. Edge snapshots are not used: qdrant-edge-py 0.9
@@ -64,8 +64,8 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str) -> dic
     """Replace the Edge shard with the backup at `path`. Caller holds the maintenance lock."""
     import qdrant_edge as q
 
-    from clarity.engines.edge_layout import current_dir, finish_restore, mark_ready, new_generation
-    from clarity.engines.qdrant_edge import edge_dir, edge_vectors, open_shard
+    from clarity.engines.edge.engine import edge_dir, edge_vectors, open_shard
+    from clarity.engines.edge.layout import current_dir, finish_restore, mark_ready, new_generation
 
     header = read_header(path)
     if header.get("model") != expected_model:

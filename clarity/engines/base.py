@@ -5,7 +5,7 @@ Filters are plain dicts, so engines stay interchangeable: `{"memory_type": [..],
 `{"created_at": {"gte": iso, "lte": iso}}` is a datetime range on the indexed `created_at`;
 `{"superseded_by": {"is_empty": True}}` keeps points whose field is missing or empty.
 
-Every point gets a BM25 sparse vector (`clarity.memory.sparse`) from its payload's `content` when it
+Every point gets a BM25 sparse vector (`clarity.encoders.sparse`) from its payload's `content` when it
 is written (unless `Point.sparse` is given), so keyword and hybrid search see every memory.
 
 Durability contract (what a returned `upsert`/`delete` means; the service acknowledges a write only
@@ -31,17 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from clarity.engines.hybrid import SearchQuery
+from typing import Any, Protocol
 
 Filter = dict[str, Any]
-
-
-class EngineLocked(Exception):
-    """The store is open in another process (the engine's own storage lock refused us). Transient for
-    the coordination layer: the lease says whose turn it is, this is the engine's own fence."""
+PREFETCH_MIN = 40
+PREFETCH_FACTOR = 4
 
 
 @dataclass
@@ -54,6 +48,22 @@ class Point:
     score: float | None = None
     sparse: tuple[list[int], list[float]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchQuery:
+    """One search (see `clarity.engines.hybrid` for what each mode and `min_similarity` mean)."""
+
+    dense: list[float]
+    sparse: tuple[list[int], list[float]] | None
+    limit: int
+    mode: str = "hybrid"
+    flt: dict[str, Any] | None = None
+    min_similarity: float | None = None
+
+    def prefetch_limit(self) -> int:
+        """How many candidates each branch of a hybrid search fetches."""
+        return max(PREFETCH_MIN, PREFETCH_FACTOR * self.limit)
 
 
 class Engine(Protocol):

@@ -22,29 +22,12 @@ superseded) are applied inside every branch (pre-filter), never to the fused lis
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from clarity.engines.base import Point
+from clarity.engines.base import Point, SearchQuery
 
-MODES = ("hybrid", "semantic", "keyword")
 FUSION = "dbsf"  # "rrf" or "dbsf"; module settings, changed only by the evaluation to compare
 RRF_K = 60
-PREFETCH_MIN = 40
-PREFETCH_FACTOR = 4
-
-
-@dataclass
-class SearchQuery:
-    dense: list[float]
-    sparse: tuple[list[int], list[float]] | None
-    limit: int
-    mode: str = "hybrid"
-    flt: dict[str, Any] | None = None
-    min_similarity: float | None = None
-
-    def prefetch_limit(self) -> int:
-        return max(PREFETCH_MIN, PREFETCH_FACTOR * self.limit)
 
 
 def ranked(hits: Sequence[tuple[Point, Sequence[float] | None]], dense: Sequence[float]) -> list[Point]:

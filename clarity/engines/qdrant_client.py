@@ -10,7 +10,7 @@ Without `url`: the legacy local store under `<home>/qdrant/` (collection `memori
 client takes a `flock`); used for migration and as the benchmark's comparison engine. Local mode loads
 every point into RAM at open and answers filters by scanning; it is not O(limit), and not for 100k.
 
-Sparse BM25 vectors: computed here with Qdrant Edge's `Bm25` (`clarity.memory.sparse`), the same as
+Sparse BM25 vectors: computed here with Qdrant Edge's `Bm25` (`clarity.encoders.sparse`), the same as
 the Edge engine stores, into the `bm25` slot, and queries are fused the same way
 (`clarity.engines.hybrid`), so both engines rank alike. A collection created before the slot existed
 (no `bm25`) gets no sparse vectors and every mode falls back to the dense search.
@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clarity.engines.base import EngineLocked, Filter, Point
-from clarity.engines.hybrid import SearchQuery, client_query, ranked
-from clarity.memory.sparse import encode_document
+from clarity.encoders.sparse import encode_document
+from clarity.engines.base import Filter, Point, SearchQuery
+from clarity.engines.hybrid import client_query, ranked
+from clarity.errors import EngineLocked
 
 log = logging.getLogger(__name__)
 

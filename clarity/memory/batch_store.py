@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from clarity.coordination import timings
+from clarity import timings
 from clarity.engines.base import Point
 from clarity.errors import ClarityError, InvalidArgument
 from clarity.memory import model as m

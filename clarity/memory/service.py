@@ -26,14 +26,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clarity.config import Settings
-from clarity.embedding import Embedder
-from clarity.engines.base import Engine, Point, iter_all
-from clarity.engines.hybrid import SearchQuery
+from clarity.encoders.dense import Embedder
+from clarity.encoders.sparse import encode_query
+from clarity.engines.base import Engine, Point, SearchQuery, iter_all
 from clarity.errors import ClarityError, InvalidArgument, NotFound
 from clarity.memory import model as m
 from clarity.memory.ranking import CANDIDATE_FACTOR, rerank
 from clarity.memory.similar import similar_memories
-from clarity.memory.sparse import encode_query
 from clarity.memory.timefilter import created_range
 
 log = logging.getLogger(__name__)
@@ -342,7 +341,7 @@ def build_service(settings: Settings,
     until the first operation needs it). `exclusive()`, given by the lease owner, holds the maintenance
     (exclusive) side of the coordination lock for a block: the engine's one-time migration runs in it."""
     from clarity.engines import open_engine
-    from clarity.engines.migrate import migrate_if_needed
+    from clarity.engines.edge.migrate import migrate_if_needed
 
     if embedder is None:  # the hot standby passes the model it has already loaded
         embedder = Embedder(settings.embedding.model, settings.cache_dir, settings.embedding.batch_size)

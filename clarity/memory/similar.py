@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clarity.engines.base import Engine, Point
-from clarity.engines.hybrid import SearchQuery
+from clarity.engines.base import Engine, Point, SearchQuery
 
 LIMIT = 3
 FETCH = 16

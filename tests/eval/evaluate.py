@@ -164,8 +164,8 @@ def variant_report(service: MemoryService, questions: Sequence[Question],
     embeddings cached; restores the module defaults afterwards."""
     from functools import lru_cache
 
+    from clarity.encoders import sparse
     from clarity.engines import hybrid
-    from clarity.memory import sparse
 
     saved = (hybrid.FUSION, hybrid.RRF_K, sparse.TOKENIZER)
     embed = service.embedder.embed_one

@@ -1,8 +1,8 @@
 """The Edge shard on disk: its layout (vectors, payload indexes), filters and payload encoding, how it is
 opened (`open_shard`, which raises `EngineLocked` when another process holds its WAL) and the one-time
 BM25 backfill of older stores (`backfill_sparse`). Pure functions over `qdrant_edge`;
-`clarity.engines.qdrant_edge.EdgeEngine` is the Engine built on them. Which folder holds the current
-shard: `clarity.engines.edge_layout`; how its HNSW index is built: `clarity.engines.edge_build`.
+`clarity.engines.edge.engine.EdgeEngine` is the Engine built on them. Which folder holds the current
+shard: `clarity.engines.edge.layout`; how its HNSW index is built: `clarity.engines.edge.build`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 
-from clarity.engines.base import EngineLocked, Filter, Point
-from clarity.memory.sparse import encode_document
+from clarity.encoders.sparse import encode_document
+from clarity.engines.base import Filter, Point
+from clarity.errors import EngineLocked
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ TIE_CAP = 10_000
 BACKFILL_BATCH = 256
 BM25_COMPLETE = "clarity-bm25-complete"  # in the shard folder: every point written has had its chance at BM25
 # an index build's generation carries `INDEX_LAYOUT_FILE` with the layout it wrote (2: every part mapped from
-# disk, see edge_config); an indexed generation of an older layout is rebuilt once (clarity.engines.qdrant_edge)
+# disk, see edge_config); an indexed generation of an older layout is rebuilt once (clarity.engines.edge.engine)
 INDEX_LAYOUT = 2
 INDEX_LAYOUT_FILE = "clarity-index-layout"
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import anyio
 
-from clarity.testing.ledger import Jsonl, read_jsonl
-from clarity.testing.sessions import Session
+from tests.harness.ledger import Jsonl, read_jsonl
+from tests.harness.sessions import Session
 
 WORDS = ("cache", "lease", "owner", "socket", "vector", "qdrant", "embedding", "retry", "deadline", "epoch",
          "handoff", "forward", "session", "memory", "decision", "refactor", "index", "schema", "token",

@@ -1,5 +1,5 @@
-"""The child side of an index build (`clarity.engines.edge_build`): `python -m
-clarity.engines.edge_build_child EXPORT GENERATION DIM PARENT_PID` writes the exported points into a new
+"""The child side of an index build (`clarity.engines.edge.build`): `python -m
+clarity.engines.edge.build_child EXPORT GENERATION DIM PARENT_PID` writes the exported points into a new
 shard generation, builds its HNSW index, syncs every file and writes `MARKER` (its count) last, so a
 generation with a `MARKER` is complete and on disk. The process dies with its parent (PR_SET_PDEATHSIG)
 and runs niced; `build_generation` is the same work in-process. The export format (`record_line`): one
@@ -18,14 +18,15 @@ from typing import Any
 
 import orjson
 
-from clarity.coordination.fs import write_atomic
-from clarity.engines.edge_shard import BM25_COMPLETE, DENSE, INDEX_LAYOUT, INDEX_LAYOUT_FILE, SPARSE, open_shard
-from clarity.sysutil import die_with_parent
+from clarity import faults
+from clarity.engines.edge.shard import BM25_COMPLETE, DENSE, INDEX_LAYOUT, INDEX_LAYOUT_FILE, SPARSE, open_shard
+from clarity.platform.children import die_with_parent
+from clarity.platform.files import publish, sync_tree
+from clarity.platform.pagecache import read_tree
 
 log = logging.getLogger(__name__)
 
 MARKER = "clarity-index-count"  # in a generation folder: how many points its index build covered
-HOOK_ENV = "CLARITY_TEST_INDEX_HOOKS"  # tests only: a folder of stage files (see `hook`)
 
 
 def indexed_count(shard_dir: Path) -> int:
@@ -42,18 +43,6 @@ def index_layout(shard_dir: Path) -> int:
         return int((shard_dir / INDEX_LAYOUT_FILE).read_text().strip() or 0)
     except (FileNotFoundError, ValueError):
         return 1 if indexed_count(shard_dir) > 0 else 0
-
-
-def hook(stage: str) -> None:
-    """Tests only: with `$CLARITY_TEST_INDEX_HOOKS` set, touch `<dir>/<stage>`, then wait (at most
-    120 s) while `<dir>/<stage>.hold` exists. Stages: `exported`, `child`, `swap`, `switched`."""
-    folder = os.environ.get(HOOK_ENV)
-    if not folder:
-        return
-    (Path(folder) / stage).touch()
-    end = time.monotonic() + 120
-    while (Path(folder) / f"{stage}.hold").exists() and time.monotonic() < end:
-        time.sleep(0.02)
 
 
 def record_line(rec: Any) -> bytes:
@@ -92,7 +81,7 @@ def build_generation(export: Path, gen: Path, dim: int) -> int:
     try:
         for points in read_export(export):
             shard.update(q.UpdateOperation.upsert_points(points))
-        hook("child")
+        faults.point("index.child")
         t.append(time.perf_counter())
         shard.optimize()
         count = int(shard.count(q.CountRequest(exact=True)))
@@ -102,38 +91,15 @@ def build_generation(export: Path, gen: Path, dim: int) -> int:
     t.append(time.perf_counter())
     (gen / BM25_COMPLETE).touch(mode=0o600)
     (gen / INDEX_LAYOUT_FILE).write_text(f"{INDEX_LAYOUT}\n")
-    sync_tree(gen)
-    warm_tree(gen)
-    write_atomic(gen / MARKER, f"{count}\n".encode())  # last: a generation with it is complete
+    sync_tree(gen)  # on disk before it can become current (power loss), and the owner's load of it
+    # finds clean pages (a folder whose pages were still being written back took 1.7-2.5 s at 100k, not ~0.5 s)
+    read_tree(gen)  # closing a shard drops its files from the cache (fincore: 0 pages after close), and
+    # loading 100k points from disk took 1.7-7.6 s here under disk contention instead of ~0.5 s
+    publish(gen / MARKER, f"{count}\n".encode())  # last: a generation with it is complete
     t.append(time.perf_counter())
     log.info("index build of %d points in %s: write %.1f s, optimize %.1f s, sync+warm %.1f s", count, gen,
              t[1] - t[0], t[2] - t[1], t[3] - t[2])
     return count
-
-
-def sync_tree(root: Path) -> None:
-    """fsync every file and folder under `root`: the new generation is on disk before it can become
-    current (power loss), and the owner's load of it finds clean pages (loading a folder whose pages
-    were still being written back took 1.7-2.5 s at 100k instead of ~0.5 s)."""
-    for folder, _dirs, files in os.walk(root, topdown=False):
-        for name in [*files, "."]:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def warm_tree(root: Path) -> None:
-    """Read every file under `root` once, so the owner's load of the new generation (the swap pause)
-    finds it in the page cache: closing a shard drops its files from the cache (measured with fincore:
-    0 pages after close), and loading 100k points from disk took 1.7-7.6 s here under disk contention
-    instead of ~0.5 s."""
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(folder, name), "rb", buffering=0) as f:
-                while f.read(4 << 20):
-                    pass
 
 
 def main(argv: list[str]) -> int:

@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from clarity.testing.ledger import Jsonl
-from clarity.testing.processes import cli_status, cont, owner_pid, session_id_of, signal_pid
+from tests.harness.ledger import Jsonl
+from tests.harness.processes import cli_status, cont, owner_pid, session_id_of, signal_pid
 
 
 class Chaos:

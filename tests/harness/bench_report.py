@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clarity.testing.stats import ratio
+from tests.harness.stats import ratio
 
 ISSUE8_COLS = ("engine", "memories", "first call (open + model)", "then index build", "retrieve p50", "store p50",
                "list p50 (limit 20)", "memory_stats p50", "owner RSS", "failover p50 / max")

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import anyio
 
 from clarity.session_client import SessionClient
-from clarity.testing.processes import own_pid, owner_pid
+from tests.harness.processes import own_pid, owner_pid
 
 
 @dataclass

@@ -7,9 +7,9 @@ import math
 from collections import Counter
 from typing import Any
 
-from clarity.testing.ledger import acks_from_records, verify
-from clarity.testing.stats import summarize
-from clarity.testing.workers import served_after
+from tests.harness.ledger import acks_from_records, verify
+from tests.harness.stats import summarize
+from tests.harness.workers import served_after
 
 
 def _errors(run: Any, records: list[dict[str, Any]]) -> tuple[Counter[str], Counter[str], Counter[str],

@@ -25,11 +25,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from clarity.testing.corpus import Corpus
-from clarity.testing.progress import progress
+from tests.harness.corpus import Corpus
+from tests.harness.progress import progress
 
 # bump when the way stores are built changes (invalidates cached templates); 2: BM25 vectors; 3: Edge stores
-# are indexed (HNSW) as a serving owner would index them (`EdgeEngine.build_index`, clarity.engines.edge_build);
+# are indexed (HNSW) as a serving owner would index them (`EdgeEngine.build_index`, clarity.engines.edge.build);
 # 4: Edge stores in the index layout mapped from disk (`edge_shard.INDEX_LAYOUT` 2)
 FORMAT = 4
 # qdrant-client (legacy) stores did not change with 3 or 4: their cached templates stay valid
@@ -58,7 +58,7 @@ def base_vectors(texts: list[str], cache_file: Path, model_cache: Path) -> Any:
         if arr.shape[0] == len(texts):
             return arr
     from clarity.config import DEFAULT_MODEL
-    from clarity.embedding import Embedder
+    from clarity.encoders.dense import Embedder
 
     arr = np.asarray(Embedder(DEFAULT_MODEL, model_cache).embed(texts), dtype=np.float32)
     cache_file.parent.mkdir(parents=True, exist_ok=True)

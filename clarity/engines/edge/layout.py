@@ -3,14 +3,14 @@
 A store's shard is a *generation* folder beside the base path `<qdrant>/edge` (`base`): generation 0 is
 `base` itself, later ones are `edge.g1`, `edge.g2`, ... The file `edge.current` (beside `base`) names the
 current one; without it the current one is generation 0. A new generation (an indexed copy built by
-`clarity.engines.edge_build`, or a restored backup) becomes current by `set_current`: the pointer is
+`clarity.engines.edge.build`, or a restored backup) becomes current by `set_current`: the pointer is
 written to a temporary file, fsynced, renamed over `edge.current`, and the folder is fsynced. That
 rename is the commit point: before it the old generation is current, after it the new one is. Folders
 are never renamed while a shard in them is open (Edge keeps the path), hence generations.
 
 `lock_store` is the fence across generations: the process that opens the store holds an exclusive
-`flock` on `edge.lock` until it closes it (the kernel drops it when the process dies), so a second
-process gets `EngineLocked` before it reads the pointer or removes anything (Edge's own WAL lock only
+lock (`clarity.platform.locks`) on `edge.lock` until it closes it (the kernel drops it when the process
+dies), so a second process gets `EngineLocked` before it reads the pointer or removes anything (Edge's own WAL lock only
 covers one generation folder). `remove_strays` (run by the owner, under that lock, before it opens the
 shard) deletes every generation folder that is not current and the build work folder: leftovers of a
 build or swap that a kill interrupted. A restored backup is marked `READY` (the file names the
@@ -20,17 +20,17 @@ generation it replaces) until `finish_restore` has made it current and moved the
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
 import time
 from pathlib import Path
 
-from clarity.coordination.fs import write_atomic
-from clarity.engines.base import EngineLocked
-from clarity.engines.edge_shard import remove_tree
-from clarity.sysutil import fsync_dir
+from clarity.engines.edge.shard import remove_tree
+from clarity.errors import EngineLocked
+from clarity.layout import Layout
+from clarity.platform.files import publish, sync_dir
+from clarity.platform.locks import FileLock, try_lock_file
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +49,14 @@ def build_dir(base: Path) -> Path:
     return base.parent / (base.name + BUILD_SUFFIX)
 
 
-def lock_store(base: Path) -> int:
-    """Take the store's exclusive lock (non-blocking); returns the fd to `os.close` when done.
-    Raises EngineLocked when another process (or another open in this one) holds it."""
+def lock_store(base: Path) -> FileLock:
+    """Take the store's exclusive lock (non-blocking); `close()` it when done. Raises EngineLocked
+    when another process (or another open in this one) holds it."""
     base.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(base.parent / (base.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise EngineLocked(f"the Edge store {base} is open in another process") from None
-    return fd
+    lock = try_lock_file(base.parent / (base.name + ".lock"))
+    if lock is None:
+        raise EngineLocked(f"the Edge store {base} is open in another process")
+    return lock
 
 
 def current_dir(base: Path) -> Path:
@@ -99,12 +96,12 @@ def set_current(base: Path, gen: Path) -> None:
     """Make `gen` (a folder beside `base`, complete and synced) the current generation, atomically."""
     if gen.parent != base.parent:
         raise ValueError(f"{gen} is not beside {base}")
-    write_atomic(pointer_file(base), (gen.name + "\n").encode())
+    publish(pointer_file(base), (gen.name + "\n").encode())
 
 
 def mark_ready(gen: Path, replaces: Path) -> None:
     """Mark a complete, synced restored generation: `finish_restore` makes it current."""
-    write_atomic(gen / READY, (replaces.name + "\n").encode())
+    publish(gen / READY, (replaces.name + "\n").encode())
 
 
 def remove_strays(base: Path) -> list[Path]:
@@ -127,9 +124,9 @@ def finish_restore(base: Path) -> None:
     legacy = base.parent / (base.name + LEGACY_NEXT)
     if (legacy / READY).exists():
         gen = new_generation(base)
-        write_atomic(legacy / READY, current_dir(base).name.encode())
+        publish(legacy / READY, current_dir(base).name.encode())
         os.rename(legacy, gen)
-        fsync_dir(base.parent)
+        sync_dir(base.parent)
     for gen in generations(base):
         marker = gen / READY
         if not marker.exists():
@@ -138,7 +135,7 @@ def finish_restore(base: Path) -> None:
         if current_dir(base) != gen:
             set_current(base, gen)
         if replaced != gen and replaced.exists():
-            backups = base.parent.parent / "backups"
+            backups = Layout(base.parent.parent).backups
             backups.mkdir(exist_ok=True)
             os.rename(replaced, backups / f"edge-replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
         marker.unlink()

@@ -7,7 +7,7 @@ it cannot run in the serving process. Instead (`IndexBuild.run`, in a background
 1. A journal starts (every `upsert`/`delete` from now on records its ids, last write wins).
 2. Every point (payload, dense and BM25 vectors) is exported, a chunk at a time under the engine lock,
    to `<qdrant>/edge.build/export.jsonl`.
-3. A child (`python -m clarity.engines.edge_build_child`, niced, killed with its parent by PR_SET_PDEATHSIG,
+3. A child (`python -m clarity.engines.edge.build_child`, niced, dying with its parent (`clarity.platform.children`),
    one indexing thread so a core stays free) writes a new generation folder from the export, runs
    `optimize()`, flushes, writes `MARKER` (its count) and exits 0. The owner waits with a deadline; on
    failure or timeout it kills the child, removes its folder, logs, and keeps serving the old shard.
@@ -27,19 +27,21 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from clarity.engines.edge_build_child import HOOK_ENV, MARKER, hook, index_layout, indexed_count, record_line
-from clarity.engines.edge_layout import build_dir, new_generation, set_current
-from clarity.engines.edge_shard import open_shard, remove_tree
-from clarity.sysutil import release_free_memory
+from clarity import faults
+from clarity.engines.edge.build_child import MARKER, index_layout, indexed_count, record_line
+from clarity.engines.edge.layout import build_dir, new_generation, set_current
+from clarity.engines.edge.shard import open_shard, remove_tree
+from clarity.errors import BuildAbandoned
+from clarity.platform.children import ChildCancelled, ChildTimeout, run_child
+from clarity.platform.memory import release_free_memory
 
-__all__ = ["HOOK_ENV", "MARKER", "IndexBuild", "deadline_s", "index_layout", "indexed_count"]
+__all__ = ["MARKER", "IndexBuild", "deadline_s", "index_layout", "indexed_count"]
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +54,14 @@ def deadline_s(count: int) -> float:
     return 120.0 + count * 0.01
 
 
-class BuildAbandoned(RuntimeError):
-    pass
-
-
 class IndexBuild:
-    """One index build of `engine` (a `clarity.engines.qdrant_edge.EdgeEngine`). The engine calls
+    """One index build of `engine` (a `clarity.engines.edge.engine.EdgeEngine`). The engine calls
     `note` (holding its lock) for every write while the build is in progress."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.journal: dict[str, bool] = {}  # id -> True: upserted, False: deleted (last wins)
         self._cancel = threading.Event()
-        self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self.swap_pause_s: float | None = None
         self.timings: dict[str, float] = {}  # export_s, child_s, swap_s (the pause), total_s
@@ -91,7 +88,7 @@ class IndexBuild:
             count = self._export(export)
             release_free_memory()  # the export's transient Python objects, back to the OS
             self.timings["export_s"] = time.perf_counter() - t0
-            hook("exported")
+            faults.point("index.exported")
             gen = new_generation(eng.base)
             self._child(export, gen, count)
             self.timings["child_s"] = time.perf_counter() - t0 - self.timings["export_s"]
@@ -133,27 +130,16 @@ class IndexBuild:
         return count
 
     def _child(self, export: Path, gen: Path, count: int) -> None:
-        cmd = [sys.executable, "-P", "-m", "clarity.engines.edge_build_child",  # -P: not the cwd's modules
-               str(export), str(gen), str(self.engine.dim),
-               str(os.getpid())]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        end = time.monotonic() + deadline_s(count)
+        cmd = [sys.executable, "-P", "-m", "clarity.engines.edge.build_child",  # -P: not the cwd's modules
+               str(export), str(gen), str(self.engine.dim), str(os.getpid())]
         try:
-            while True:
-                try:
-                    rc = self._proc.wait(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    if self._cancel.is_set():
-                        raise BuildAbandoned("the engine is closing") from None
-                    if time.monotonic() > end:
-                        raise BuildAbandoned(f"the build took longer than {deadline_s(count):.0f} s") from None
-            if rc != 0:
-                raise BuildAbandoned(f"the build process exited with {rc}")
-        finally:
-            if self._proc.poll() is None:
-                self._proc.kill()
-                self._proc.wait(timeout=30)
+            done = run_child(cmd, deadline_s(count), cancel=self._cancel)
+        except ChildCancelled:
+            raise BuildAbandoned("the engine is closing") from None
+        except ChildTimeout:
+            raise BuildAbandoned(f"the build took longer than {deadline_s(count):.0f} s") from None
+        if done.returncode != 0:
+            raise BuildAbandoned(f"the build process exited with {done.returncode}")
 
     def _swap(self, gen: Path) -> None:
         import qdrant_edge as q
@@ -174,7 +160,7 @@ class IndexBuild:
                     new.update(q.UpdateOperation.upsert_points([q.Point(r.id, r.vector, r.payload) for r in recs]))
                 if dels:
                     new.update(q.UpdateOperation.delete_points(dels))
-                hook("swap")
+                faults.point("index.swap")
                 n_old = int(old.count(q.CountRequest(exact=True)))
                 n_new = int(new.count(q.CountRequest(exact=True)))
                 if n_old != n_new:
@@ -187,7 +173,7 @@ class IndexBuild:
                 raise
             eng._switch(new, gen, len(ups))
             self.swap_pause_s = time.perf_counter() - t
-            hook("switched")
+            faults.point("index.switched")
             try:
                 old.close()
             except Exception as e:  # noqa: BLE001 - the old shard is no longer used
@@ -196,11 +182,9 @@ class IndexBuild:
         release_free_memory()
 
     def cancel(self, timeout_s: float = 30.0) -> None:
-        """Stop the build (kill the child); call WITHOUT holding the engine lock."""
+        """Stop the build (its child is killed within `children.POLL_S`); call WITHOUT holding the
+        engine lock."""
         self._cancel.set()
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=timeout_s)
 

@@ -5,10 +5,11 @@ A home written by the qdrant-client version holds `<home>/qdrant/meta.json` and
 `<home>/qdrant/edge/` the first time an owner opens the engine:
 
 1. build the shard in `<home>/qdrant/edge.migrating/` (a leftover one from a killed run is discarded,
-   once no child of that run is alive): a child process (`clarity.engines.migrate_child`, with a
-   deadline) copies ids, vectors and payloads in batches, verifies the count and flushes, so the
-   legacy store's unpickled copy dies with it; this process counts the shard again; write the marker
-   `clarity-migrated.json` (source count, backup folder name) inside it;
+   once no child of that run is alive): a child process (`clarity.engines.edge.migrate_child`, run by
+   `clarity.platform.children.run_child` with a deadline, dying with this process) copies ids, vectors
+   and payloads in batches, verifies the count and flushes, so the legacy store's unpickled copy dies
+   with it; this process counts the shard again; write the marker `clarity-migrated.json` (source
+   count, backup folder name) inside it;
 2. commit: rename `edge.migrating` -> `edge` (atomic);
 3. move the legacy files into `<home>/backups/<name from the marker>/`, `meta.json` last.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -32,26 +34,81 @@ from typing import Any
 
 import orjson
 
+from clarity import faults
 from clarity.config import Settings
-from clarity.engines.migrate_child import LOCK_FILE, MigrationFailed, run_copy, wait_for_previous_child
-from clarity.engines.qdrant_edge import edge_dir, open_shard
-from clarity.sysutil import fsync_dir
+from clarity.engines.edge.migrate_child import LOCK_FILE
+from clarity.engines.edge.shard import edge_dir, open_shard
+from clarity.errors import ClarityError, MigrationFailed
+from clarity.platform.children import run_child
+from clarity.platform.files import sync_dir
+from clarity.platform.locks import try_lock_file
 
 log = logging.getLogger(__name__)
 
 MARKER = "clarity-migrated.json"
 LEGACY_ITEMS = ("collection", "aliases", ".lock", "meta.json")  # meta.json last: it is the trigger
-PAUSE_ENV = "CLARITY_TEST_MIGRATE_PAUSE"  # tests: "<stage>" makes the migration wait there (to be killed)
+LOCK_WAIT_S = 60.0
 
 
 def legacy_present(qdrant_path: Path) -> bool:
     return (qdrant_path / "meta.json").is_file()
 
 
-def pause(qdrant_path: Path, stage: str) -> None:
-    if os.environ.get(PAUSE_ENV) == stage:
-        (qdrant_path.parent / f"migrate-paused-{stage}").write_text(str(os.getpid()))
-        time.sleep(3600)
+def deadline_s(qdrant_path: Path, override: float | None = None) -> float:
+    """`override` (engine.migrate_deadline_s), else 10 minutes plus 2 s per MiB of legacy files
+    (100k memories took ~45 s here)."""
+    if override:
+        return override
+    size = sum(f.stat().st_size for f in (qdrant_path / "collection").rglob("*") if f.is_file())
+    return 600.0 + 2.0 * size / (1 << 20)
+
+
+def wait_for_previous_child(lock_path: Path, timeout_s: float = LOCK_WAIT_S) -> None:
+    """Return once no (dying or orphaned) migration child holds `lock_path`; MigrationFailed after
+    `timeout_s`."""
+    end = time.monotonic() + timeout_s
+    while True:
+        lock = try_lock_file(lock_path)
+        if lock is not None:
+            lock.close()
+            return
+        if time.monotonic() > end:
+            raise MigrationFailed(f"a previous migration process still holds {lock_path} after "
+                                  f"{timeout_s:.0f} s; nothing changed, the legacy store stays")
+        time.sleep(0.05)
+
+
+def run_copy(qdrant_path: Path, target: Path, dim: int, collection: str,
+             deadline_override: float | None = None) -> dict[str, Any]:
+    """Run the copy in a child; returns its report ({"count", "pid", "seconds"}) once the parent has
+    checked it. Raises MigrationFailed (legacy store untouched) otherwise. The caller has waited for
+    any earlier child first (`wait_for_previous_child`, before it cleared the target folder)."""
+    cmd = [sys.executable, "-m", "clarity.engines.edge.migrate_child", "--parent-pid", str(os.getpid()),
+           "--qdrant-path", str(qdrant_path), "--target", str(target), "--dim", str(dim),
+           "--collection", collection]
+    log_file = next((h.baseFilename for h in logging.getLogger().handlers
+                     if isinstance(h, logging.FileHandler)), None)
+    if log_file:
+        cmd += ["--log-file", log_file]
+    limit = deadline_s(qdrant_path, deadline_override)
+    try:
+        done = run_child(cmd, limit, capture_stdout=True)
+    except ClarityError as e:  # ChildTimeout
+        raise MigrationFailed(f"the migration's copy did not finish within {limit:.0f} s ({e}); "
+                              "nothing changed, the legacy store stays") from None
+    lines = done.stdout.decode(errors="replace").strip().splitlines()
+    try:
+        report: dict[str, Any] = orjson.loads(lines[-1]) if lines else {}
+    except orjson.JSONDecodeError:
+        report = {"error": f"unreadable report {lines[-1][:200]!r}"}
+    if done.returncode != 0 or not report.get("ok"):
+        raise MigrationFailed(f"the migration's copy failed (exit code {done.returncode}): "
+                              f"{report.get('error', 'no report')}; nothing changed, the legacy store stays")
+    if report.get("count") != report.get("shard_count") or not isinstance(report.get("count"), int):
+        raise MigrationFailed(f"the migration's copy reported {report.get('count')} legacy points but "
+                              f"{report.get('shard_count')} in the shard; nothing changed, the legacy store stays")
+    report["seconds"] = round(done.seconds, 3)
+    return report
 
 
 def migrate_if_needed(settings: Settings, dim: int,
@@ -62,7 +119,8 @@ def migrate_if_needed(settings: Settings, dim: int,
     with exclusive():
         if not legacy_present(settings.qdrant_path):
             return None
-        return migrate(settings.qdrant_path, settings.backups_dir, dim, settings.engine.collection)
+        return migrate(settings.qdrant_path, settings.backups_dir, dim, settings.engine.collection,
+                       settings.engine.migrate_deadline_s)
 
 
 def _verify_shard(target: Path, dim: int, expected: int) -> None:
@@ -79,7 +137,8 @@ def _verify_shard(target: Path, dim: int, expected: int) -> None:
                               "nothing changed, the legacy store stays")
 
 
-def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "memories") -> dict[str, Any]:
+def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "memories",
+            deadline_override: float | None = None) -> dict[str, Any]:
     """Run (or finish) the migration; see the module docstring. Caller holds the maintenance lock."""
     t0 = time.perf_counter()
     final = edge_dir(qdrant_path)
@@ -89,7 +148,7 @@ def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "m
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("migrating the qdrant-client store in %s to Qdrant Edge (in a child process)", qdrant_path)
         try:
-            report = run_copy(qdrant_path, tmp, dim, collection)
+            report = run_copy(qdrant_path, tmp, dim, collection, deadline_override)
             count = int(report["count"])
             _verify_shard(tmp, dim, count)
         except BaseException:
@@ -99,10 +158,10 @@ def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "m
         child = {"child_pid": report["pid"], "copy_seconds": report["seconds"]}
         name = f"qdrant-client-{time.strftime('%Y%m%dT%H%M%S')}"
         (tmp / MARKER).write_bytes(orjson.dumps({"count": count, "backup": name, "collection": collection}))
-        fsync_dir(tmp)
-        pause(qdrant_path, "before-commit")
+        sync_dir(tmp)
+        faults.point("migrate.before-commit")
         os.rename(tmp, final)
-        fsync_dir(qdrant_path)
+        sync_dir(qdrant_path)
     else:
         child = {}
         log.info("finishing an interrupted migration in %s", qdrant_path)
@@ -112,17 +171,17 @@ def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "m
     if not marker.exists():
         log.warning("an Edge shard already exists beside a legacy store: the legacy files are only moved "
                      "to backups/%s (import them with `clarity import --qdrant-path`)", info["backup"])
-    pause(qdrant_path, "after-commit")
+    faults.point("migrate.after-commit")
     dest = backups_dir / str(info["backup"])
     dest.mkdir(parents=True, exist_ok=True)
     for item in LEGACY_ITEMS:
         src = qdrant_path / item
         if src.exists() or src.is_symlink():
             if item == "meta.json":
-                pause(qdrant_path, "moving")
+                faults.point("migrate.moving")
             os.rename(src, dest / item)
     (qdrant_path / LOCK_FILE).unlink(missing_ok=True)
-    fsync_dir(qdrant_path)
+    sync_dir(qdrant_path)
     seconds = round(time.perf_counter() - t0, 3)
     log.info("migration done: %s points in %.1f s; the old files are in %s", info["count"], seconds, dest)
     return {"count": info["count"], "backup": str(dest), "seconds": seconds, **child}

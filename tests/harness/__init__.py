@@ -11,5 +11,5 @@ One place for what they all need, so their figures are comparable:
 - `corpus`, `stores`, `peer`, `machine`: benchmark inputs (texts, prebuilt stores, the
   mcp-server-qdrant peer, machine facts).
 
-Nothing here is imported by `clarity serve`; importing `clarity.testing` imports no engine or model.
+Nothing here is imported by `clarity serve`; importing `tests.harness` imports no engine or model.
 """

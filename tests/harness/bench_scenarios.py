@@ -24,11 +24,11 @@ from typing import Any
 
 import anyio
 
-from clarity.testing.corpus import Corpus
-from clarity.testing.peer import peer_model_cache, peer_session
-from clarity.testing.processes import owner_pid, rss_kib, signal_pid
-from clarity.testing.sessions import Session, SessionGroup
-from clarity.testing.stats import summarize
+from tests.harness.corpus import Corpus
+from tests.harness.peer import peer_model_cache, peer_session
+from tests.harness.processes import owner_pid, rss_kib, signal_pid
+from tests.harness.sessions import Session, SessionGroup
+from tests.harness.stats import summarize
 
 
 def mib(kib: int | None) -> float | None:

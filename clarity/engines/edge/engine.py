@@ -1,7 +1,7 @@
 """Qdrant Edge (`qdrant-edge-py`) as the default Engine: one shard in `<home>/qdrant/edge*/`.
 
 Layout of the shard: dense vector `dense` (cosine, the model's dimension), sparse vector `bm25` (IDF
-modifier; BM25 of the content, see `clarity.memory.sparse`; a point with no indexable term has none), payload
+modifier; BM25 of the content, see `clarity.encoders.sparse`; a point with no indexable term has none), payload
 indexes: keyword `memory_type`, `tags`, `content_hash`, `session`; datetime `created_at` (order-by).
 
 Guarantees: see the durability contract in `clarity.engines.base` (a returned write survives SIGKILL;
@@ -12,8 +12,8 @@ library (measured: scripts/edge_probe.py), so calls are serialized; this engine 
 `optimize()` itself, because it holds the GIL for its whole run (24 s at 20k points here), freezing
 every thread of the owner. Instead, once `index_threshold` points have been written since the last index
 build (counted at open from the marker the build leaves), a background build makes an indexed copy in a
-child process and swaps it in (`clarity.engines.edge_build`; the shard folder is then a new generation,
-`clarity.engines.edge_layout`). Points written since the last build are searched exactly. A generation
+child process and swaps it in (`clarity.engines.edge.build`; the shard folder is then a new generation,
+`clarity.engines.edge.layout`). Points written since the last build are searched exactly. A generation
 indexed by an older version (`edge_shard.INDEX_LAYOUT`) is rebuilt once, in the same way, after its open.
 
 Stores written before BM25 (points without `bm25`) get their sparse vectors once per shard, at the
@@ -24,17 +24,17 @@ that it ran). It runs under the lease; a kill leaves the rest for the next open.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clarity.engines.base import Filter, Point
-from clarity.engines.edge_build import IndexBuild, index_layout, indexed_count
-from clarity.engines.edge_layout import current_dir, finish_restore, lock_store, remove_strays
-from clarity.engines.edge_shard import (  # noqa: F401  (edge_dir, open_shard, ... are this module's API too)
+from clarity.engines.base import Filter, Point, SearchQuery
+from clarity.engines.edge.build import IndexBuild, index_layout, indexed_count
+from clarity.engines.edge.group_commit import Flusher, GroupCommit
+from clarity.engines.edge.layout import current_dir, finish_restore, lock_store, remove_strays
+from clarity.engines.edge.shard import (  # noqa: F401  (edge_dir, open_shard, ... are this module's API too)
     BM25_COMPLETE,
     DENSE,
     INDEX_LAYOUT,
@@ -52,8 +52,8 @@ from clarity.engines.edge_shard import (  # noqa: F401  (edge_dir, open_shard, .
     remove_tree,
     to_filter,
 )
-from clarity.engines.group_commit import Flusher, GroupCommit
-from clarity.engines.hybrid import SearchQuery, edge_request, ranked
+from clarity.engines.hybrid import edge_request, ranked
+from clarity.platform.locks import FileLock
 
 log = logging.getLogger(__name__)
 DEFAULT_INDEX_THRESHOLD = 20_000
@@ -83,7 +83,7 @@ class EdgeEngine:
         self._relayout = False  # the current generation's index is of an older layout: rebuild it once
         self._build: IndexBuild | None = None
         self.last_build: IndexBuild | None = None
-        self._fence: int | None = None
+        self._fence: FileLock | None = None
 
     @property
     def is_open(self) -> bool:
@@ -106,7 +106,7 @@ class EdgeEngine:
                 self._dir = current_dir(self.base)
                 self._shard = open_shard(self._dir, dim)
             except BaseException:
-                os.close(fence)
+                fence.close()
                 raise
             self._fence, self.dim = fence, dim
             marker = self._dir / BM25_COMPLETE
@@ -310,5 +310,5 @@ class EdgeEngine:
                     self._shard = None
                     self._group = None
             if self._fence is not None:
-                os.close(self._fence)
+                self._fence.close()
                 self._fence = None

@@ -1,6 +1,6 @@
 """A BERT sentence encoder run straight on onnxruntime: tokenise, run, mean-pool, L2-normalise.
 
-Used by `clarity.embedding.Embedder` for the default model (all-MiniLM-L6-v2) instead of fastembed,
+Used by `clarity.encoders.dense.Embedder` for the default model (all-MiniLM-L6-v2) instead of fastembed,
 for memory. The shipped model stores its weights as int8 and turns them into float32 in the graph;
 onnxruntime's constant folding does that at every load, in memory, which cost about 160 MiB of RSS
 per process. Here the folding runs once per home and onnxruntime version: the optimised graph is
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from clarity.sysutil import release_free_memory
+from clarity.platform.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
