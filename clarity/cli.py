@@ -22,6 +22,7 @@ from clarity.config import Settings, load_settings
 from clarity.errors import ClarityError
 from clarity.memory.budget import DEFAULT_MAX_CHARS, MAX_MAX_CHARS, MIN_MAX_CHARS, fit_memories
 from clarity.memory.model import new_id
+from clarity.platform import require_posix
 
 
 def setup_logging(settings: Settings, *, quiet_stderr: bool = False) -> None:
@@ -356,8 +357,9 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    os.umask(0o077)  # everything this process creates (store, log, exports, sockets) is this user's only
     try:
+        require_posix()  # Windows: one line that says to use WSL 2
+        os.umask(0o077)  # everything this process creates (store, log, exports, sockets) is this user's only
         if a.command == "demo":
             return cmd_demo(None, a)
         settings = load_settings(a.home)

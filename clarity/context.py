@@ -46,7 +46,7 @@ def score(mem: dict[str, Any], now: datetime) -> float:
     t = _when(mem)
     age_days = max((now - t).total_seconds() / 86400, 0.0) if t else float("inf")
     recency = 0.5 ** (age_days / HALF_LIFE_DAYS)
-    return IMPORTANCE_WEIGHT * float(mem.get("importance", 0.5)) + (1 - IMPORTANCE_WEIGHT) * recency
+    return float(IMPORTANCE_WEIGHT * float(mem.get("importance", 0.5)) + (1 - IMPORTANCE_WEIGHT) * recency)
 
 
 def rank(mems: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:

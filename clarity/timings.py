@@ -12,16 +12,22 @@ Stages (each recorded where it happens, so a session reports the stages it ran):
 - `execute`: one operation (or one store batch) in the memory service (owner).
 
 Guarantees: thread-safe, bounded memory (the last `WINDOW` samples per stage), never raises. The
-figures are milliseconds; `p50` is the median of the window (nearest rank). Not a benchmark: the
-windows mix calls of every kind.
+figures are milliseconds; `p50`/`p90` are `percentile` of the window. Not a benchmark: the windows mix
+calls of every kind.
+
+`percentile` is the one percentile definition of the project (the benchmarks and the stress report use
+it too, through tests/harness/stats.py): linear interpolation between the two nearest ranks (numpy's
+default "linear" method, Hyndman-Fan type 7): p0 is the minimum, p100 the maximum, p50 of an even count
+is the mean of the two middle values.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,9 +60,22 @@ def timed(stage: str) -> Iterator[None]:
         record(stage, time.perf_counter() - t0)
 
 
-def _p(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))]
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile (0 <= q <= 100) of `values`, or None when there are none."""
+    if not 0 <= q <= 100 or math.isnan(q):
+        raise ValueError(f"percentile must be within [0, 100], not {q}")
+    xs = sorted(values)
+    if not xs:
+        return None
+    k = (len(xs) - 1) * q / 100
+    lo = math.floor(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def _ms(xs: list[float], q: float) -> float:
+    p = percentile(xs, q)
+    return round((p or 0.0) * 1000, 3)
 
 
 def snapshot() -> dict[str, Any]:
@@ -64,8 +83,8 @@ def snapshot() -> dict[str, Any]:
     with _lock:
         data = {k: list(v) for k, v in _samples.items()}
         counters = dict(_counters)
-    out: dict[str, Any] = {k: {"n": len(v), "p50_ms": round(_p(v, 0.5) * 1000, 3),
-                               "p90_ms": round(_p(v, 0.9) * 1000, 3)} for k, v in data.items() if v}
+    out: dict[str, Any] = {k: {"n": len(v), "p50_ms": _ms(v, 50), "p90_ms": _ms(v, 90)}
+                           for k, v in data.items() if v}
     out["counters"] = counters
     return out
 

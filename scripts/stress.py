@@ -10,7 +10,8 @@ distinct notes (`tests.harness.workers`); every acknowledgement goes to its ledg
 (`tests.harness.chaos`), run by this process:
 - `--kill-owner-every S`: every S seconds SIGKILL the lease owner (only a server of this run, and only
   once the previous failover has completed: kill -> next successful call of any session; none once every
-  write is acknowledged, while the writers shut down).
+  write is acknowledged, while the writers shut down). The first kill comes once a third of the writes
+  are acknowledged if that is sooner than S, so a run on a fast machine is never without one.
 - `--stop-owner-every S`: SIGSTOP the owner for `--stop-for` seconds (default S/2), then SIGCONT it.
   Calls ending with "unresponsive" during a freeze (up to one call deadline after it) are expected.
 
@@ -120,6 +121,7 @@ class Run:
         every = a.kill_owner_every or a.stop_owner_every
         stop_for = a.stop_for if a.stop_for is not None else (a.stop_owner_every or 0) / 2
         next_chaos = self.t_start + every if every else math.inf
+        first = bool(every)  # no chaos action yet
         while any(p.is_alive() for n, p in self.procs.items() if n.startswith("w")):
             now = time.time()
             if now > hard_end:
@@ -129,9 +131,13 @@ class Run:
             frozen = self.chaos.frozen
             if frozen is not None and now - frozen["t_stop"] >= stop_for:
                 self.thaw()
-            elif frozen is None and now >= next_chaos and self.acked < a.writers * a.writes:
-                # (once every write is acknowledged, a kill has no call after it to recover)
+            elif frozen is None and self.acked < a.writers * a.writes and (
+                    now >= next_chaos or (first and self.acked >= a.writers * a.writes // 3)):
+                # (once every write is acknowledged, a kill has no call after it to recover; the first
+                # action comes after a third of the writes at the latest, so a fast run still has one)
+                actions = len(self.chaos.kills) + len(self.chaos.stops)
                 next_chaos = self.chaos_step(now, every or math.inf)
+                first = first and len(self.chaos.kills) + len(self.chaos.stops) == actions
             bar.update(self.acked, f"errors {self.errors_live}  kills {len(self.chaos.kills)}  stops "
                                    f"{len(self.chaos.stops)}{' FROZEN' if self.chaos.frozen else ''}")
             time.sleep(0.1)

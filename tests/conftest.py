@@ -23,6 +23,18 @@ __all__ = ["all_memories", "cli", "home", "kill", "open_sessions", "owner_sessio
 for _var in [v for v in os.environ if v.startswith("CLARITY_")]:
     del os.environ[_var]
 
+# `.ci/run`'s second pass sets EXPECT_LOCK_BACKEND=flock with tests/harness/bsd_python on PYTHONPATH (the
+# interpreter then lacks F_OFD_*, as on macOS): fail at once if the backend it means to test is not in use
+_EXPECTED_LOCKS = os.environ.get("EXPECT_LOCK_BACKEND")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _lock_backend_as_expected() -> None:
+    from clarity.platform import locks
+
+    assert _EXPECTED_LOCKS in (None, locks.BACKEND), \
+        f"this run means to test the {_EXPECTED_LOCKS} lock backend, but the interpreter gives {locks.BACKEND}"
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -146,9 +146,11 @@ def test_a_shared_engine_runs_every_call_here_without_a_lease(home: Path, monkey
 
 
 HOLD_RECORDS = """
-import fcntl, os, struct, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))
+import sys, time
+from pathlib import Path
+from clarity.platform.locks import try_lock_file
+held = try_lock_file(Path(sys.argv[1]))
+assert held is not None
 print("locked", flush=True)
 time.sleep(600)
 """

@@ -34,7 +34,9 @@ coord, sock_path, log_path = sys.argv[1:4]
 os.makedirs(coord, exist_ok=True)
 os.chmod(coord, 0o777)
 fd = os.open(os.path.join(coord, "lease.lock"), os.O_RDWR | os.O_CREAT, 0o666)
-fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what Clarity's flock backend (macOS, forced in CI) sees
+if hasattr(fcntl, "F_OFD_SETLK"):  # and what its OFD backend (Linux) sees: the two kinds never conflict
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))
 with open(os.path.join(coord, "lease.json"), "w") as f:
     json.dump({"pid": os.getpid(), "socket": sock_path, "epoch": 99, "heartbeat_at": time.time()}, f)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

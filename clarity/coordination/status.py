@@ -24,7 +24,7 @@ from clarity.coordination.lease import Lease
 from clarity.coordination.maintenance import maintenance
 from clarity.coordination.owner_server import socket_path_for
 from clarity.errors import CoordinationTimeout
-from clarity.platform import files, locks, processes
+from clarity.platform import backends, files, locks, processes
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ def this_process(role: str = "observer", service: Any = None, embedder: Any = No
         "engine_imported": "qdrant_client" in sys.modules or "qdrant_edge" in sys.modules,
         "model_imported": "fastembed" in sys.modules or "onnxruntime" in sys.modules,
         "heavy_imports": [m for m in HEAVY if m in sys.modules],
+        "platform": backends(),
     }
 
 

@@ -62,7 +62,8 @@ def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     summed = np.sum(hidden, axis=1, where=mask[:, :, np.newaxis].astype(bool), dtype=np.float64)
     pooled = summed / np.maximum(np.sum(mask, axis=1, keepdims=True), 1e-9)
     norm = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-    return (pooled / norm).astype(np.float32)
+    out: np.ndarray = (pooled / norm).astype(np.float32)
+    return out
 
 
 class OnnxSentenceEncoder:

@@ -64,8 +64,8 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str) -> dic
     """Replace the Edge shard with the backup at `path`. Caller holds the maintenance lock."""
     import qdrant_edge as q
 
-    from clarity.engines.edge.engine import edge_dir, edge_vectors, open_shard
     from clarity.engines.edge.layout import current_dir, finish_restore, mark_ready, new_generation
+    from clarity.engines.edge.shard import edge_dir, edge_vectors, open_shard
 
     header = read_header(path)
     if header.get("model") != expected_model:

@@ -32,9 +32,12 @@ import sys
 from clarity.errors import UnsupportedPlatform
 
 
+POSIX = os.name == "posix"
+
+
 def require_posix() -> None:
     """Raise UnsupportedPlatform with a one-line fix on Windows (no AF_UNIX sockets, no fcntl)."""
-    if os.name != "posix":
+    if not POSIX:
         raise UnsupportedPlatform(
             f"Clarity runs on Linux and macOS; this is {sys.platform}. On Windows, run it inside WSL 2."
         )

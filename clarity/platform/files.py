@@ -15,7 +15,6 @@ Guarantees:
 from __future__ import annotations
 
 import os
-import pwd
 import stat
 import uuid
 from pathlib import Path
@@ -27,8 +26,10 @@ from clarity.errors import UnsafeStore
 
 try:
     import fcntl
+    import pwd
 except ImportError:  # Windows: clarity.platform.require_posix explains
     fcntl = None  # type: ignore[assignment]
+    pwd = None  # type: ignore[assignment]
 
 _FULLFSYNC: int | None = getattr(fcntl, "F_FULLFSYNC", None)
 
@@ -37,7 +38,7 @@ def who(uid: int) -> str:
     """`uid N (name)` for messages."""
     try:
         return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
+    except (KeyError, AttributeError):
         return f"uid {uid}"
 
 

@@ -3,7 +3,8 @@
 Every `clarity serve` a run starts carries `CLARITY_SESSION_ID=<marker>...` in its environment, where
 the marker is unique to the run; that is how a run recognises its own servers (a reused pid or another
 helper's server never matches). Guarantees: `reap` and `signal_pid` only ever signal a pid; `reap`
-signals only processes whose session id starts with the marker. Linux only (/proc).
+signals only processes whose session id starts with the marker. The state, environment and pid scans
+read /proc: Linux only (the tests' own infrastructure; Clarity's process facts are clarity.platform).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clarity.platform import processes as platform_processes
+
 
 def _read(path: str | Path) -> bytes:
     try:
@@ -27,11 +30,8 @@ def _read(path: str | Path) -> bytes:
 
 
 def rss_kib(pid: int) -> int | None:
-    """VmRSS of `pid` in KiB, or None when the process is gone."""
-    for line in _read(f"/proc/{pid}/status").decode(errors="replace").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return None
+    """Resident memory of `pid` in KiB, or None when the process is gone (`clarity.platform.processes`)."""
+    return platform_processes.rss_kib(pid)
 
 
 def proc_state(pid: int) -> str | None:

@@ -1,29 +1,16 @@
-"""One percentile definition for every figure the harness reports.
-
-`percentile(values, q)` is linear interpolation between the two nearest ranks (numpy's default
-"linear" method, Hyndman-Fan type 7): p0 is the minimum, p100 the maximum, p50 of an even count is the
-mean of the two middle values. With fewer than about 100 values a p99 is close to the maximum; the
-summary reports `n` so a reader can judge.
+"""Summaries for every figure the harness reports, over the project's one percentile definition
+(`clarity.timings.percentile`: linear interpolation between the two nearest ranks). With fewer than about
+100 values a p99 is close to the maximum; the summary reports `n` so a reader can judge.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
+from clarity.timings import percentile
 
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """The q-th percentile (0 <= q <= 100) of `values`, or None when there are none."""
-    if not 0 <= q <= 100 or math.isnan(q):
-        raise ValueError(f"percentile must be within [0, 100], not {q}")
-    xs = sorted(values)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * q / 100
-    lo = math.floor(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+__all__ = ["percentile", "ratio", "summarize"]
 
 
 def summarize(values: Iterable[float], digits: int = 3) -> dict[str, Any]:

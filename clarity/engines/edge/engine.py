@@ -85,10 +85,6 @@ class EdgeEngine:
         self.last_build: IndexBuild | None = None
         self._fence: FileLock | None = None
 
-    @property
-    def is_open(self) -> bool:
-        return self._shard is not None
-
     def _s(self) -> Any:
         if self._shard is None:
             raise RuntimeError("ensure_collection() must be called first")
