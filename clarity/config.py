@@ -1,52 +1,127 @@
-"""Settings: where `<home>` is, what `config.json` holds, and the `CLARITY_*` environment variables.
+"""Settings: where `<home>` is, what `config.json` holds, and the environment variables.
 
 Precedence, highest first: an explicit argument (`--home`), a `CLARITY_*` environment variable,
 `<home>/config.json`, the defaults below. `config.json` is written with the defaults on first start.
+An empty variable counts as unset.
 
-Environment variables (each overrides the config key named beside it):
+Each variable is declared once, on what it sets: a settings field names its variable with
+`setting(default, "CLARITY_...", "what it does")`; the few variables that are not settings (the session
+id, the model cache, ...) are the fields of `Environment`. Nothing else lists them: `_Variables` reads
+them for pydantic-settings, and `variables_table()` renders README.md's table of every variable from the
+same declarations (`python -m clarity.config` prints it; tests/test_config.py checks the README's copy).
 
-| variable                          | config key                      |
-|-----------------------------------|---------------------------------|
-| CLARITY_HOME                      | (where `<home>` is: see clarity.project) |
-| CLARITY_SHARE_WORKTREES           | project.share_worktrees (read from the main checkout's store) |
-| CLARITY_EMBEDDING_MODEL           | embedding.model                 |
-| CLARITY_EMBEDDING_BATCH_SIZE      | embedding.batch_size            |
-| CLARITY_MAX_CONTENT_BYTES         | memory.max_content_bytes        |
-| CLARITY_MIN_SIMILARITY            | memory.min_similarity           |
-| CLARITY_SIMILAR_THRESHOLD         | memory.similar_threshold        |
-| CLARITY_RECENCY_WEIGHT            | memory.recency_weight           |
-| CLARITY_IMPORTANCE_WEIGHT         | memory.importance_weight        |
-| CLARITY_COORDINATION_MODE         | coordination.mode               |
-| CLARITY_CALL_DEADLINE_S           | coordination.call_deadline_s    |
-| CLARITY_HEARTBEAT_S               | coordination.heartbeat_s        |
-| CLARITY_HUNG_AFTER_S              | coordination.hung_after_s       |
-| CLARITY_HANDOFF_QUANTUM_S         | coordination.handoff_quantum_s  |
-| CLARITY_MAX_FRAME_BYTES           | coordination.max_frame_bytes    |
-| CLARITY_LOG_LEVEL                 | log_level                       |
-| CLARITY_ENGINE                    | engine.kind (`edge` or `qdrant`)|
-| CLARITY_QDRANT_URL                | engine.url                      |
-| CLARITY_QDRANT_API_KEY            | engine.api_key                  |
-| CLARITY_QDRANT_COLLECTION         | engine.collection               |
-| CLARITY_FLUSH_INTERVAL_S          | engine.flush_interval_s         |
-| CLARITY_INDEX_THRESHOLD           | engine.index_threshold          |
-| CLARITY_SESSION_ID                | (names this session in what it stores; default: a fresh id) |
+This module is the one reader of the process environment: other modules ask `environment_value`,
+`session_id`, `model_cache_dir`, `xdg_runtime_dir` or `environment` instead of reading `os.environ`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from clarity.errors import ConfigError
 from clarity.layout import Layout
 from clarity.platform.files import ensure_private_dir
-from clarity.project import choose_home
+from clarity.project import HOME_VAR, PROJECT_DIR_VAR, SHARE_VAR, choose_home
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_VAR_KEY = "env"  # the key of a field's json_schema_extra that names its environment variable
+
+
+def setting(default: Any, var: str | None, doc: str, **limits: Any) -> Any:
+    """A field that can be set: its `default`, the environment variable `var` that overrides it (None:
+    config.json only), `doc` (what it does; README's table shows it) and pydantic's constraints
+    (`ge`, `le`, `pattern`, ...)."""
+    return Field(default=default, description=doc, json_schema_extra={_VAR_KEY: var} if var else None, **limits)
+
+
+def _var_of(field: FieldInfo) -> str | None:
+    """The environment variable a field declares (see `setting`), or None."""
+    extra = field.json_schema_extra
+    var = extra.get(_VAR_KEY) if isinstance(extra, dict) else None
+    return var if isinstance(var, str) else None
+
+
+def _section_of(field: FieldInfo) -> type[BaseModel] | None:
+    ann = field.annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _fields(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], FieldInfo]]:
+    """Every leaf field of `model` with its path (`("memory", "min_similarity")`), in declaration order."""
+    for name, field in model.model_fields.items():
+        section = _section_of(field)
+        if section is not None:
+            yield from _fields(section, (*prefix, name))
+        else:
+            yield (*prefix, name), field
+
+
+def _var_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> str | None:
+    """The variable declared by the field at `loc` (a validation error's location), or None."""
+    for path, field in _fields(model):
+        if tuple(str(p) for p in loc[:len(path)]) == path:
+            return _var_of(field)
+    return None
+
+
+def environment_value(name: str) -> str | None:
+    """The process environment's `name` (None when unset or empty). The one reader of the environment:
+    settings (`_Variables`) and everything outside them (fault injection, the runtime folder, the
+    session id) come through here."""
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def environment() -> dict[str, str]:
+    """A copy of the whole process environment: for `clarity.project` (which must not import this
+    module, so it is handed the variables it reads) and for what a child process inherits
+    (`clarity.session_client.server_params`)."""
+    return dict(os.environ)
+
+
+class _Variables(PydanticBaseSettingsSource):
+    """The pydantic-settings source of the environment: each field's declared variable (see `setting`),
+    nested under its section; an unset or empty variable is left out, so what lies below shows."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        var = _var_of(field)
+        return (environment_value(var) if var else None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for path, field in _fields(self.settings_cls):
+            var = _var_of(field)
+            value = environment_value(var) if var else None
+            if value is None:
+                continue
+            target = out
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+        return out
+
+
+class _FromEnvironment(BaseSettings):
+    """pydantic-settings with one source of the environment, `_Variables`, above the keyword arguments
+    (for `Settings` those are config.json's values): no other variable, no .env file, no secrets
+    folder is read."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return _Variables(settings_cls), init_settings
 
 
 class _Section(BaseModel):
@@ -54,41 +129,66 @@ class _Section(BaseModel):
 
 
 class EmbeddingSettings(_Section):
-    model: str = DEFAULT_MODEL
-    batch_size: int = Field(default=32, ge=1, le=1024)
+    model: str = setting(DEFAULT_MODEL, "CLARITY_EMBEDDING_MODEL",
+                         "the embedding model: the default ships with Clarity (works offline); any other "
+                         "fastembed model is downloaded where the network allows")
+    batch_size: int = setting(32, "CLARITY_EMBEDDING_BATCH_SIZE", "texts per call of the embedding model",
+                              ge=1, le=1024)
 
 
 class MemorySettings(_Section):
-    max_content_bytes: int = Field(default=32 * 1024, ge=1, le=8 * 1024 * 1024)
-    min_similarity: float = Field(default=0.25, ge=-1.0, le=1.0)
-    # store reports `similar_to` for memories of the same type at or above this cosine (docs/bench/retrieval.md)
-    similar_threshold: float = Field(default=0.85, ge=0.0, le=1.0)
-    # optional ranking by recency and importance (clarity.memory.ranking); 0 = off
-    recency_weight: float = Field(default=0.0, ge=0.0, le=0.5)
-    importance_weight: float = Field(default=0.0, ge=0.0, le=0.5)
-    recency_half_life_days: float = Field(default=30.0, gt=0, le=36500)
+    max_content_bytes: int = setting(32 * 1024, "CLARITY_MAX_CONTENT_BYTES",
+                                     "the largest memory content (and query) accepted, in UTF-8 bytes",
+                                     ge=1, le=8 * 1024 * 1024)
+    min_similarity: float = setting(0.25, "CLARITY_MIN_SIMILARITY",
+                                    "retrieve's floor on the cosine similarity of query and memory (a call's "
+                                    "`min_similarity` overrides it)", ge=-1.0, le=1.0)
+    similar_threshold: float = setting(0.85, "CLARITY_SIMILAR_THRESHOLD",
+                                       "store reports `similar_to` for memories of the same type at or above "
+                                       "this cosine (docs/bench/retrieval.md)", ge=0.0, le=1.0)
+    recency_weight: float = setting(0.0, "CLARITY_RECENCY_WEIGHT",
+                                    "share of retrieve's ranking given to how recent a memory is (0 = off; "
+                                    "clarity.memory.ranking)", ge=0.0, le=0.5)
+    importance_weight: float = setting(0.0, "CLARITY_IMPORTANCE_WEIGHT",
+                                       "share of retrieve's ranking given to a memory's importance (0 = off)",
+                                       ge=0.0, le=0.5)
+    recency_half_life_days: float = setting(30.0, None, "the age at which recency counts half", gt=0, le=36500)
 
 
 class CoordinationSettings(_Section):
-    # "naive" exists for benchmarks only: no lease, every call opens the engine, runs, closes, and
-    # waits and retries while another process has it open (a "shared client with wait-and-retry").
-    mode: Literal["forward", "handoff", "naive"] = "forward"
-    call_deadline_s: float = Field(default=30.0, gt=0, le=3600)
-    heartbeat_s: float = Field(default=1.0, gt=0, le=60)
-    hung_after_s: float = Field(default=10.0, gt=0, le=3600)
-    handoff_quantum_s: float = Field(default=0.2, ge=0, le=60)
-    max_frame_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    # the longest backoff between a call's attempts: a failover (the standby binds the socket within tens of
-    # milliseconds of the owner's death) is found by the next attempt within this much
-    retry_max_wait_s: float = Field(default=0.05, gt=0, le=10)
-    # a lease held while its socket stays unreachable this long: leave a waiter ticket (the owner hands off)
-    ticket_after_s: float = Field(default=1.0, ge=0, le=600)
-    # an owner found gone while a hot standby stands by: let the standby take the lease for this long
-    standby_grace_s: float = Field(default=1.0, ge=0, le=600)
-    # how often a session that is not the standby tries to become it (while another process owns the lease)
-    standby_poll_s: float = Field(default=0.05, gt=0, le=60)
-    # how often the standby asks the kernel to keep the store's files in the page cache
-    standby_warm_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    mode: Literal["forward", "handoff", "naive"] = setting(
+        "forward", "CLARITY_COORDINATION_MODE",
+        "`forward`: calls go to the owner's socket; `handoff`: sessions take turns on the lease; `naive` "
+        "(benchmarks only): no lease, every call opens the engine, waits and retries while another has it")
+    call_deadline_s: float = setting(30.0, "CLARITY_CALL_DEADLINE_S",
+                                     "how long one call may take, every wait included, before it fails",
+                                     gt=0, le=3600)
+    heartbeat_s: float = setting(1.0, "CLARITY_HEARTBEAT_S", "how often the owner records that it is alive",
+                                 gt=0, le=60)
+    hung_after_s: float = setting(10.0, "CLARITY_HUNG_AFTER_S",
+                                  "an owner whose heartbeat is older than this is reported as hung", gt=0, le=3600)
+    handoff_quantum_s: float = setting(0.2, "CLARITY_HANDOFF_QUANTUM_S",
+                                       "handoff mode: the owner keeps the store at least this long before a "
+                                       "waiter gets it", ge=0, le=60)
+    max_frame_bytes: int = setting(32 * 1024 * 1024, "CLARITY_MAX_FRAME_BYTES",
+                                   "the largest message between sessions (a forwarded call or its answer)",
+                                   ge=1024)
+    retry_max_wait_s: float = setting(0.05, "CLARITY_RETRY_MAX_WAIT_S",
+                                      "the longest backoff between a call's attempts: a failover (the standby "
+                                      "binds the socket within milliseconds of the owner's death) is found "
+                                      "within this much", gt=0, le=10)
+    ticket_after_s: float = setting(1.0, "CLARITY_TICKET_AFTER_S",
+                                    "a lease held while its socket stays unreachable this long: the caller "
+                                    "leaves a waiter ticket (the owner hands off)", ge=0, le=600)
+    standby_grace_s: float = setting(1.0, "CLARITY_STANDBY_GRACE_S",
+                                     "an owner found gone while a hot standby stands by: the standby gets "
+                                     "this long to take the lease", ge=0, le=600)
+    standby_poll_s: float = setting(0.05, "CLARITY_STANDBY_POLL_S",
+                                    "how often a session that is not the standby tries to become it (while "
+                                    "another process owns the lease)", gt=0, le=60)
+    standby_warm_interval_s: float = setting(1.0, "CLARITY_STANDBY_WARM_INTERVAL_S",
+                                             "how often the standby asks the kernel to keep the store's files "
+                                             "in the page cache", gt=0, le=3600)
 
 
 class EngineSettings(_Section):
@@ -100,33 +200,52 @@ class EngineSettings(_Section):
     after this many points written since the last HNSW index build, a new one runs in the background
     (clarity.engines.edge.build); 0 = never (search stays exact)."""
 
-    kind: Literal["edge", "qdrant"] = "edge"
-    url: str | None = None
-    api_key: str | None = None
-    collection: str = Field(default="memories", min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
-    flush_interval_s: float = Field(default=1.0, ge=0, le=3600)
+    kind: Literal["edge", "qdrant"] = setting(
+        "edge", "CLARITY_ENGINE",
+        "`edge`: Qdrant Edge, embedded, one process at a time; `qdrant`: qdrant-client, a server with "
+        "`engine.url`, else a legacy local store")
+    url: str | None = setting(None, "CLARITY_QDRANT_URL",
+                              "the Qdrant server (`qdrant` engine) every session talks to directly")
+    api_key: str | None = setting(None, "CLARITY_QDRANT_API_KEY", "the Qdrant server's API key")
+    collection: str = setting("memories", "CLARITY_QDRANT_COLLECTION",
+                              "the collection's name (`qdrant` engine, and a legacy store being migrated)",
+                              min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+    flush_interval_s: float = setting(1.0, "CLARITY_FLUSH_INTERVAL_S",
+                                      "Edge: at most this long between a write and its sync to disk (see "
+                                      "Durability); 0 = a disk sync before every answer", ge=0, le=3600)
     # exact search costs ~3.4 ms at 10k points, ~4.7 ms at 20k, ~10 ms at 100k (scripts/edge_probe.py)
-    index_threshold: int = Field(default=20_000, ge=0)
-    # the legacy -> Edge migration's child may run this long (None: 10 min + 2 s per MiB of legacy files)
-    migrate_deadline_s: float | None = Field(default=None, gt=0)
+    index_threshold: int = setting(20_000, "CLARITY_INDEX_THRESHOLD",
+                                   "Edge: memories written since the last vector index build before the owner "
+                                   "builds a new one in the background (0 = never: search stays exact)", ge=0)
+    migrate_deadline_s: float | None = setting(None, "CLARITY_MIGRATE_DEADLINE_S",
+                                               "how long the legacy -> Edge migration's child may run (unset: "
+                                               "10 min + 2 s per MiB of legacy files)", gt=0)
 
 
 class ProjectSettings(_Section):
-    # read by clarity.project from the MAIN checkout's config.json before `<home>` is known
-    share_worktrees: bool = True
+    share_worktrees: bool = setting(True, SHARE_VAR,
+                                    "linked git worktrees share the main checkout's store; read by "
+                                    "clarity.project from the MAIN checkout's config.json, before `<home>` "
+                                    "is known (see \"Which store\")")
 
 
-class Settings(_Section):
-    """Everything configurable. `home` is not stored in config.json; it says where config.json is."""
+class Settings(_FromEnvironment):
+    """Everything configurable. `home` is not stored in config.json; it says where config.json is.
+
+    `Settings(**values)` (or `model_validate(values)`): the defaults, then `values` (config.json's
+    layer), then the `CLARITY_*` variables over both; `load_settings` is the usual way in."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
 
     home: Path = Field(default=Path("."), exclude=True)
     home_source: str = Field(default="", exclude=True)  # why this home: "--home", "CLARITY_HOME", ...
-    embedding: EmbeddingSettings = EmbeddingSettings()
-    memory: MemorySettings = MemorySettings()
-    coordination: CoordinationSettings = CoordinationSettings()
-    engine: EngineSettings = EngineSettings()
-    project: ProjectSettings = ProjectSettings()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    project: ProjectSettings = Field(default_factory=ProjectSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        "INFO", "CLARITY_LOG_LEVEL", "the least severe log record kept (stderr and `<home>/logs/clarity.log`)")
 
     @property
     def layout(self) -> Layout:
@@ -153,51 +272,61 @@ class Settings(_Section):
         return self.layout.backups
 
 
-_ENV: dict[str, tuple[str, str]] = {
-    "CLARITY_EMBEDDING_MODEL": ("embedding", "model"),
-    "CLARITY_EMBEDDING_BATCH_SIZE": ("embedding", "batch_size"),
-    "CLARITY_MAX_CONTENT_BYTES": ("memory", "max_content_bytes"),
-    "CLARITY_MIN_SIMILARITY": ("memory", "min_similarity"),
-    "CLARITY_SIMILAR_THRESHOLD": ("memory", "similar_threshold"),
-    "CLARITY_COORDINATION_MODE": ("coordination", "mode"),
-    "CLARITY_CALL_DEADLINE_S": ("coordination", "call_deadline_s"),
-    "CLARITY_HEARTBEAT_S": ("coordination", "heartbeat_s"),
-    "CLARITY_HUNG_AFTER_S": ("coordination", "hung_after_s"),
-    "CLARITY_HANDOFF_QUANTUM_S": ("coordination", "handoff_quantum_s"),
-    "CLARITY_MAX_FRAME_BYTES": ("coordination", "max_frame_bytes"),
-    "CLARITY_LOG_LEVEL": ("", "log_level"),
-    "CLARITY_ENGINE": ("engine", "kind"),
-    "CLARITY_QDRANT_URL": ("engine", "url"),
-    "CLARITY_QDRANT_API_KEY": ("engine", "api_key"),
-    "CLARITY_QDRANT_COLLECTION": ("engine", "collection"),
-    "CLARITY_FLUSH_INTERVAL_S": ("engine", "flush_interval_s"),
-    "CLARITY_INDEX_THRESHOLD": ("engine", "index_threshold"),
-    "CLARITY_MIGRATE_DEADLINE_S": ("engine", "migrate_deadline_s"),
+class _WithoutVariables(Settings):
+    """`Settings` from the defaults and the keyword arguments alone: config.json checked on its own,
+    and the defaults written into a new one."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
-    "CLARITY_SHARE_WORKTREES": ("project", "share_worktrees"),
-    "CLARITY_RECENCY_WEIGHT": ("memory", "recency_weight"),
-    "CLARITY_IMPORTANCE_WEIGHT": ("memory", "importance_weight"),
-}
+class Environment(_FromEnvironment):
+    """The variables that are not settings: read from the environment only (never config.json), each
+    declared here with what it does. Read through the functions below; `clarity.project` gets
+    CLARITY_HOME and CLAUDE_PROJECT_DIR in the mapping `environment()` returns."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    home: Path | None = setting(None, HOME_VAR,
+                                "where `<home>` is: below `--home`, above the project's store (see \"Which "
+                                "store\")")
+    project_dir: Path | None = setting(None, PROJECT_DIR_VAR,
+                                       "the project directory (Claude Code sets it; unset: the current "
+                                       "directory): `<home>` follows its project (see \"Which store\")")
+    session_id: str | None = setting(None, "CLARITY_SESSION_ID",
+                                     "names the session in what it stores (unset: pid and a random suffix)")
+    model_cache: Path | None = setting(None, "CLARITY_MODEL_CACHE",
+                                       "a folder shared by many homes for the model files and their optimised "
+                                       "copy (about 90 MB); unset: `<home>/cache/models`")
+    runtime_dir: Path | None = setting(None, "XDG_RUNTIME_DIR",
+                                       "sockets whose path in `<home>` is too long go to `$XDG_RUNTIME_DIR/"
+                                       "clarity` (unset: `<tmp>/clarity-<uid>`)")
 
 
-def environment_value(name: str) -> str | None:
-    """The process environment's `name` (None when unset or empty). With `Settings`, the one reader
-    of the environment: modules that need a variable outside the settings (fault injection, the
-    runtime folder, the session id) ask here."""
-    value = os.environ.get(name)
-    return value if value else None
+def session_id() -> str | None:
+    """CLARITY_SESSION_ID: the name this session gives itself in what it stores (None: make one)."""
+    return Environment().session_id
+
+
+def model_cache_dir() -> Path | None:
+    """CLARITY_MODEL_CACHE: the model folder shared by many homes (None: each home's own)."""
+    return Environment().model_cache
+
+
+def xdg_runtime_dir() -> Path | None:
+    """XDG_RUNTIME_DIR: the user's runtime folder for sockets (None: unset)."""
+    return Environment().runtime_dir
 
 
 def resolve_home(explicit: str | os.PathLike[str] | None = None) -> Path:
     """`--home`, else CLARITY_HOME, else the project's store (see `clarity.project.choose_home`);
     absolute, symlinks followed."""
-    return choose_home(explicit).path
-
-
-def _home_source(explicit: str | os.PathLike[str] | None) -> str:
-    """Which store and why, as a sentence (see `clarity.project.choose_home`)."""
-    return choose_home(explicit).source
+    return choose_home(explicit, env=environment()).path
 
 
 def _describe(err: ValidationError, source: str) -> str:
@@ -206,6 +335,17 @@ def _describe(err: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in e["loc"])
         parts.append(f"{key}: {e['msg']}")
     return f"invalid configuration in {source}: " + "; ".join(parts)
+
+
+def _describe_layers(err: ValidationError, config_file: Path) -> str:
+    """`err` (config.json's values with the variables over them) as messages naming, for each key, the
+    variable that set it, or else the file."""
+    by_source: dict[str, list[str]] = {}
+    for e in err.errors():
+        var = _var_at(Settings, e["loc"])
+        where = f"environment variable {var}" if var and environment_value(var) else str(config_file)
+        by_source.setdefault(where, []).append(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}")
+    return "; ".join(f"invalid configuration in {where}: " + "; ".join(parts) for where, parts in by_source.items())
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -221,28 +361,24 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = True) -> Settings:
     """Read settings for `home` (see `resolve_home`); with `create`, make the layout and config.json.
 
-    Raises ConfigError naming the file (or variable) and key when something is malformed.
+    Raises ConfigError naming the file (or variable) and key when something is malformed. config.json
+    is checked on its own first, so a mistake in it is reported even where a variable overrides the key.
     """
-    home_path = resolve_home(home)
-    config_file = Layout(home_path).config_file
+    choice = choose_home(home, env=environment())
+    config_file = Layout(choice.path).config_file
     if create:
-        make_layout(home_path)
+        make_layout(choice.path)
     data: dict[str, Any] = {}
     if config_file.exists():
         data = _read_config_file(config_file)
     try:
-        settings = Settings.model_validate({**data, "home": home_path, "home_source": _home_source(home)})
+        _WithoutVariables.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_describe(e, str(config_file))) from e
-    for var, (section, key) in _ENV.items():
-        value = os.environ.get(var)
-        if value is None or value == "":
-            continue
-        target: BaseModel = getattr(settings, section) if section else settings
-        try:
-            setattr(target, key, value)
-        except ValidationError as e:
-            raise ConfigError(_describe(e, f"environment variable {var}")) from e
+    try:
+        settings = Settings(**{**data, "home": choice.path, "home_source": choice.source})
+    except ValidationError as e:
+        raise ConfigError(_describe_layers(e, config_file)) from e
     if create and not config_file.exists():
         _write_defaults(config_file)
     return settings
@@ -258,7 +394,7 @@ def make_layout(home: Path) -> None:
 
 
 def _write_defaults(config_file: Path) -> None:
-    body = orjson.dumps(Settings().model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
+    body = orjson.dumps(_WithoutVariables().model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
     tmp = config_file.with_name(f".config.json.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
@@ -272,3 +408,40 @@ def _write_defaults(config_file: Path) -> None:
         pass
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _shown(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return "`true`" if default else "`false`"
+    return f"`{default}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def variables_table() -> str:
+    """README.md's table of every environment variable (variable, config key, default, what it does),
+    rendered from the declarations: the settings first, then `Environment`'s."""
+    rows = ["| variable | config key | default | what it does |", "|---|---|---|---|"]
+    for path, field in _fields(Settings):
+        var = _var_of(field)
+        if var:
+            rows.append(f"| `{var}` | `{'.'.join(path)}` | {_cell(_shown(field.default))} | "
+                        f"{_cell(field.description or '')} |")
+    for field in Environment.model_fields.values():
+        var = _var_of(field)
+        if var:
+            rows.append(f"| `{var}` | — | {_cell(_shown(field.default))} | {_cell(field.description or '')} |")
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    """`python -m clarity.config`: print the table of variables (paste it into README.md)."""
+    sys.stdout.write(variables_table())
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from clarity import __version__, timings
-from clarity.config import Settings
+from clarity.config import Settings, session_id
 from clarity.coordination.coordinator import Coordinator
 from clarity.errors import ClarityError
 from clarity.mcp_context import add_context
@@ -100,7 +100,7 @@ MaxChars = Annotated[int, Field(ge=MIN_MAX_CHARS, le=MAX_MAX_CHARS,
 def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
     server: MCPServer = MCPServer(name="alunai-clarity", version=__version__, instructions=INSTRUCTIONS,
                                   log_level=settings.log_level)
-    session = os.environ.get("CLARITY_SESSION_ID") or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    session = session_id() or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     async def run(op: str, req: m.Request) -> dict[str, Any]:
         """The typed request goes as is to this process's service, or once as JSON to the owner."""
@@ -262,13 +262,3 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
 
     add_context(server, settings, coordinator)
     return server
-
-
-async def serve(settings: Settings) -> None:
-    """Run the stdio server until stdin ends; then release everything cleanly."""
-    coordinator = Coordinator(settings)
-    server = build_server(settings, coordinator)
-    try:
-        await server.run_stdio_async()
-    finally:
-        await anyio.to_thread.run_sync(coordinator.close)

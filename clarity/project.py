@@ -14,11 +14,13 @@ Rules, first match wins:
      the project directory is in (a linked worktree gets its own store; subfolders still share);
    - outside git, `<root>` is the project directory itself.
 
-Git is read from the files (`.git` directories, `.git` files with `gitdir:`, the `commondir` file);
-no git binary is needed. Guarantees: the answer depends only on the environment and the files named
-above; nothing is created here. Not handled: a repository whose common dir is not a `.git` folder
-inside a checkout (a bare repository with worktrees, a submodule, `--separate-git-dir`): there the
-store goes to the top of the checkout the project directory is in. `GIT_DIR` is ignored.
+The variables come from the caller (`env`: `clarity.config` passes the process environment; this
+module reads none by itself). Git is read from the files (`.git` directories, `.git` files with
+`gitdir:`, the `commondir` file); no git binary is needed. Guarantees: the answer depends only on the
+environment and the files named above; nothing is created here. Not handled: a repository whose
+common dir is not a `.git` folder inside a checkout (a bare repository with worktrees, a submodule,
+`--separate-git-dir`): there the store goes to the top of the checkout the project directory is in.
+`GIT_DIR` is ignored.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import orjson
 from clarity.errors import ConfigError
 
 STORE_DIR = Path(".claude") / "alunai-clarity"
+HOME_VAR = "CLARITY_HOME"
+PROJECT_DIR_VAR = "CLAUDE_PROJECT_DIR"
 SHARE_VAR = "CLARITY_SHARE_WORKTREES"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -126,16 +130,17 @@ def share_worktrees(main: Path, env: Mapping[str, str]) -> tuple[bool, str]:
     return value, str(config)
 
 
-def choose_home(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+def choose_home(explicit: str | os.PathLike[str] | None = None, *, env: Mapping[str, str],
                 cwd: Path | None = None) -> HomeChoice:
-    """Apply the rules in the module docstring. Raises ConfigError on a malformed switch."""
-    env = os.environ if env is None else env
+    """Apply the rules in the module docstring to the environment `env` (the caller's: this module
+    never reads the process environment; `clarity.config.environment()` gives it). Raises ConfigError
+    on a malformed switch."""
     if explicit:
         return HomeChoice(Path(explicit).expanduser().resolve(), "--home")
-    if env.get("CLARITY_HOME"):
-        return HomeChoice(Path(env["CLARITY_HOME"]).expanduser().resolve(), "CLARITY_HOME")
-    if env.get("CLAUDE_PROJECT_DIR"):
-        project, origin = Path(env["CLAUDE_PROJECT_DIR"]).expanduser().resolve(), "CLAUDE_PROJECT_DIR"
+    if env.get(HOME_VAR):
+        return HomeChoice(Path(env[HOME_VAR]).expanduser().resolve(), HOME_VAR)
+    if env.get(PROJECT_DIR_VAR):
+        project, origin = Path(env[PROJECT_DIR_VAR]).expanduser().resolve(), PROJECT_DIR_VAR
     else:
         project, origin = (cwd or Path.cwd()).resolve(), "the current directory"
     where = f"project directory {project} ({origin})"

@@ -7,7 +7,6 @@ answered with an error.
 
 from __future__ import annotations
 
-import os
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from clarity.config import environment
 from clarity.errors import ToolCallError
 
 __all__ = ["SessionClient", "ToolCallError", "server_params"]
@@ -25,7 +25,7 @@ def server_params(home: str | Path, env: dict[str, str] | None = None,
                   cwd: str | Path | None = None) -> StdioServerParameters:
     """Parameters that start `python -m clarity serve --home HOME` with this interpreter, in an
     environment of this one's CLARITY_*, PATH, PYTHONPATH, HOME and TMP* variables (plus `env`)."""
-    full_env = {k: v for k, v in os.environ.items()
+    full_env = {k: v for k, v in environment().items()
                 if k.startswith(("CLARITY_", "PATH", "PYTHONPATH", "HOME", "TMP"))}
     full_env.update(env or {})
     return StdioServerParameters(command=sys.executable, args=["-m", "clarity", "serve", "--home", str(home)],

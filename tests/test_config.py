@@ -1,12 +1,28 @@
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from clarity.config import load_settings, resolve_home
+from clarity.config import (
+    Settings,
+    environment,
+    environment_value,
+    load_settings,
+    model_cache_dir,
+    resolve_home,
+    session_id,
+    variables_table,
+    xdg_runtime_dir,
+)
 from clarity.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_first_start_creates_layout_and_default_config(home: Path) -> None:
@@ -68,3 +84,144 @@ def test_bad_env_value_names_variable(home: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CLARITY_MIN_SIMILARITY", "lots")
     with pytest.raises(ConfigError, match="CLARITY_MIN_SIMILARITY"):
         load_settings(home)
+
+
+# every variable as it was named before the settings moved to pydantic-settings, and the newer ones
+KNOWN_VARIABLES = {
+    "CLARITY_EMBEDDING_MODEL": ("embedding.model", "some/model"),
+    "CLARITY_EMBEDDING_BATCH_SIZE": ("embedding.batch_size", 7),
+    "CLARITY_MAX_CONTENT_BYTES": ("memory.max_content_bytes", 1000),
+    "CLARITY_MIN_SIMILARITY": ("memory.min_similarity", 0.5),
+    "CLARITY_SIMILAR_THRESHOLD": ("memory.similar_threshold", 0.9),
+    "CLARITY_RECENCY_WEIGHT": ("memory.recency_weight", 0.25),
+    "CLARITY_IMPORTANCE_WEIGHT": ("memory.importance_weight", 0.125),
+    "CLARITY_COORDINATION_MODE": ("coordination.mode", "handoff"),
+    "CLARITY_CALL_DEADLINE_S": ("coordination.call_deadline_s", 7.5),
+    "CLARITY_HEARTBEAT_S": ("coordination.heartbeat_s", 2.0),
+    "CLARITY_HUNG_AFTER_S": ("coordination.hung_after_s", 20.0),
+    "CLARITY_HANDOFF_QUANTUM_S": ("coordination.handoff_quantum_s", 0.5),
+    "CLARITY_MAX_FRAME_BYTES": ("coordination.max_frame_bytes", 4096),
+    "CLARITY_RETRY_MAX_WAIT_S": ("coordination.retry_max_wait_s", 0.5),
+    "CLARITY_TICKET_AFTER_S": ("coordination.ticket_after_s", 3.0),
+    "CLARITY_STANDBY_GRACE_S": ("coordination.standby_grace_s", 4.0),
+    "CLARITY_STANDBY_POLL_S": ("coordination.standby_poll_s", 0.25),
+    "CLARITY_STANDBY_WARM_INTERVAL_S": ("coordination.standby_warm_interval_s", 5.0),
+    "CLARITY_LOG_LEVEL": ("log_level", "DEBUG"),
+    "CLARITY_ENGINE": ("engine.kind", "qdrant"),
+    "CLARITY_QDRANT_URL": ("engine.url", "http://localhost:6333"),
+    "CLARITY_QDRANT_API_KEY": ("engine.api_key", "k"),
+    "CLARITY_QDRANT_COLLECTION": ("engine.collection", "other"),
+    "CLARITY_FLUSH_INTERVAL_S": ("engine.flush_interval_s", 0.0),
+    "CLARITY_INDEX_THRESHOLD": ("engine.index_threshold", 5),
+    "CLARITY_MIGRATE_DEADLINE_S": ("engine.migrate_deadline_s", 90.0),
+    "CLARITY_SHARE_WORKTREES": ("project.share_worktrees", False),
+}
+
+
+def _at(settings: Settings, key: str) -> Any:
+    value: Any = settings
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def test_every_variable_sets_its_key(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    load_settings(home)
+    for var, (_key, value) in KNOWN_VARIABLES.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        monkeypatch.setenv(var, text)
+    s = load_settings(home)
+    for var, (key, value) in KNOWN_VARIABLES.items():
+        assert _at(s, key) == value, var
+    # the variables go no further than this process's settings: config.json keeps its defaults
+    cfg = orjson.loads((home / "config.json").read_bytes())
+    assert cfg["memory"]["min_similarity"] == 0.25 and cfg["engine"]["kind"] == "edge"
+    # the table lists each of them with its key, and nothing that is not declared
+    rows = [row.split("|") for row in variables_table().splitlines()[2:]]
+    listed = {cells[1].strip(" `"): cells[2].strip(" `") for cells in rows}
+    assert {v: listed[v] for v in KNOWN_VARIABLES} == {v: key for v, (key, _) in KNOWN_VARIABLES.items()}
+    assert set(listed) - set(KNOWN_VARIABLES) == {"CLARITY_HOME", "CLAUDE_PROJECT_DIR", "CLARITY_SESSION_ID",
+                                                  "CLARITY_MODEL_CACHE", "XDG_RUNTIME_DIR"}
+
+
+def test_defaults_written_without_variables(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLARITY_COORDINATION_MODE", "handoff")
+    assert load_settings(home).coordination.mode == "handoff"
+    assert orjson.loads((home / "config.json").read_bytes())["coordination"]["mode"] == "forward"
+
+
+def test_empty_variable_counts_as_unset(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    load_settings(home)
+    (home / "config.json").write_bytes(orjson.dumps({"memory": {"min_similarity": 0.5}}))
+    monkeypatch.setenv("CLARITY_MIN_SIMILARITY", "")
+    monkeypatch.setenv("CLARITY_QDRANT_URL", "")
+    monkeypatch.setenv("CLARITY_SESSION_ID", "")
+    s = load_settings(home)
+    assert s.memory.min_similarity == 0.5 and s.engine.url is None
+    assert session_id() is None
+
+
+def test_only_declared_variables_are_read(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pydantic-settings' own lookup by field name is off: HOME, LOG_LEVEL, MEMORY... are not settings
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("MEMORY", '{"min_similarity": 0.9}')
+    monkeypatch.setenv("CLARITY_MEMORY__MIN_SIMILARITY", "0.9")
+    s = load_settings(home)
+    assert s.log_level == "INFO" and s.memory.min_similarity == 0.25
+    assert s.home == home.resolve()
+
+
+def test_variable_errors_name_variable_and_key(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLARITY_ENGINE", "mongo")
+    monkeypatch.setenv("CLARITY_CALL_DEADLINE_S", "-1")
+    with pytest.raises(ConfigError) as e:
+        load_settings(home)
+    msg = e.value.message
+    assert "environment variable CLARITY_ENGINE: engine.kind:" in msg
+    assert "environment variable CLARITY_CALL_DEADLINE_S: coordination.call_deadline_s:" in msg
+    assert "config.json" not in msg
+
+
+def test_config_file_error_reported_even_when_a_variable_overrides_it(home: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    home.mkdir(parents=True)
+    (home / "config.json").write_bytes(orjson.dumps({"memory": {"min_similarity": 7}}))
+    monkeypatch.setenv("CLARITY_MIN_SIMILARITY", "0.5")
+    with pytest.raises(ConfigError) as e:
+        load_settings(home)
+    assert str(home / "config.json") in e.value.message and "memory.min_similarity" in e.value.message
+
+
+def test_environment_only_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CLARITY_SESSION_ID", "XDG_RUNTIME_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    assert session_id() is None and xdg_runtime_dir() is None
+    monkeypatch.setenv("CLARITY_SESSION_ID", "abc-1")
+    monkeypatch.setenv("CLARITY_MODEL_CACHE", str(tmp_path / "models"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert session_id() == "abc-1"
+    assert model_cache_dir() == tmp_path / "models"
+    assert xdg_runtime_dir() == tmp_path
+    assert environment_value("CLARITY_SESSION_ID") == "abc-1"
+    assert environment()["CLARITY_SESSION_ID"] == "abc-1"
+
+
+def test_readme_table_is_generated() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- config-table:start -->\n", "<!-- config-table:end -->"
+    assert readme.count(start) == 1 and readme.count(end) == 1
+    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert table == variables_table(), "README.md's table is stale: put `python -m clarity.config` between the markers"
+
+
+def test_python_m_clarity_config_prints_the_table() -> None:
+    out = subprocess.run([sys.executable, "-m", "clarity.config"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout == variables_table()
+
+
+def test_only_config_reads_the_environment() -> None:
+    readers = re.compile(r"os\.environ|getenv")
+    found = [str(p.relative_to(REPO)) for p in sorted((REPO / "clarity").rglob("*.py"))
+             if readers.search(p.read_text(encoding="utf-8"))]
+    assert found == ["clarity/config.py"]

@@ -26,8 +26,9 @@ def _env() -> dict[str, str]:
 def test_an_interpreter_without_ofd_locks_takes_the_flock_path() -> None:
     forced = json.loads(subprocess.run([sys.executable, "-c", PROBE], env=_env(), capture_output=True, text=True,
                                        check=True, timeout=60).stdout)
+    plain = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and "bsd_python" not in p]
     native = json.loads(subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True,
-                                       timeout=60).stdout)
+                                       timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(plain)}).stdout)
     assert forced["locks"] == "flock" and forced["pagecache"] == "none"
     if sys.platform.startswith("linux"):
         assert native["locks"] == "ofd" and native["pagecache"] == "fadvise"

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from mcp.client.stdio import StdioServerParameters
 
-from clarity.config import load_settings
+from clarity.config import load_settings, resolve_home
 from clarity.errors import ConfigError
 from clarity.project import choose_home, find_checkout
 from clarity.session_client import SessionClient
@@ -94,6 +94,21 @@ def test_switch_keeps_worktrees_apart(repo: tuple[Path, Path, Path]) -> None:
     assert choose_home(env=env, cwd=wt).path == wt / STORE
     assert str(cfg) in choose_home(env=env, cwd=wt).source
     assert choose_home(env={**env, "CLARITY_SHARE_WORKTREES": "yes"}, cwd=wt).path == main / STORE
+
+
+def test_only_the_given_environment_counts(repo: tuple[Path, Path, Path], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """choose_home reads the variables it is handed, never the process environment (clarity.config is
+    the one reader: resolve_home hands it the process environment)."""
+    main, sub, wt = repo
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("CLARITY_HOME", str(elsewhere))
+    monkeypatch.setenv("CLARITY_SHARE_WORKTREES", "0")
+    assert choose_home(env={}, cwd=wt).path == main / STORE
+    assert choose_home(env={"CLARITY_HOME": ""}, cwd=sub).path == main / STORE  # empty counts as unset
+    assert resolve_home() == elsewhere.resolve()
+    with pytest.raises(TypeError):
+        choose_home(cwd=wt)  # type: ignore[call-arg]  # no environment: the caller must say which
 
 
 def test_malformed_switch_is_a_clear_error(repo: tuple[Path, Path, Path]) -> None:

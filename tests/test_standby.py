@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
+from clarity.platform import pagecache
 from tests.conftest import cli, kill, open_sessions, run_async, status
 from tests.harness.processes import owner_pid
 
@@ -138,6 +140,8 @@ def _cached_bytes(path: Path) -> int:
         return sum(1 for v in vec if v & 1) * mmap.PAGESIZE
 
 
+@pytest.mark.skipif(pagecache.BACKEND == "none", reason="this interpreter has no posix_fadvise (macOS, or the "
+                    "forced macOS pass): the standby gives no page-cache hint there")
 def test_the_standby_keeps_the_store_files_in_the_page_cache(home: Path) -> None:
     """Edge drops the files it loads from the page cache at open (the next owner's open then reads them
     from disk: 0.9-1.4 s instead of 0.4-0.55 s at 100k); the standby asks the kernel to keep them read."""

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clarity.config import xdg_runtime_dir
 from clarity.coordination import wire
 from clarity.errors import ClarityError, CoordinationTimeout, ProtocolError
 from clarity.layout import CoordinationFiles
@@ -45,10 +46,10 @@ def runtime_dir() -> Path:
     """A private per-user folder for sockets whose natural path is too long: `$XDG_RUNTIME_DIR/clarity`
     when XDG_RUNTIME_DIR is set, else `<tmp>/clarity-<uid>`. Created 0700; a folder there that another
     user owns, or that is loose or a link, is an error naming it (never a silent fallback)."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        files.check_private_dir(Path(xdg), "XDG_RUNTIME_DIR")
-        folder = Path(xdg) / "clarity"
+    xdg = xdg_runtime_dir()
+    if xdg is not None:
+        files.check_private_dir(xdg, "XDG_RUNTIME_DIR")
+        folder = xdg / "clarity"
     else:
         folder = Path(tempfile.gettempdir()) / f"clarity-{os.getuid()}"
     files.ensure_private_dir(folder, "socket folder")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from clarity import timings
-from clarity.config import DEFAULT_MODEL
+from clarity.config import DEFAULT_MODEL, model_cache_dir
 from clarity.errors import ClarityError
 
 log = logging.getLogger(__name__)
@@ -43,15 +43,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-MODEL_CACHE_ENV = "CLARITY_MODEL_CACHE"
-
-
 def models_dir(cache_dir: Path) -> Path:
     """Where the default model's files and its optimised copy live: `<cache_dir>/models/`, or the folder
     named by `CLARITY_MODEL_CACHE` (one folder shared by many homes: the optimised copy is about 90 MB;
     the test suite shares one per run). Both are written by atomic rename and checked before use."""
-    shared = os.environ.get(MODEL_CACHE_ENV)
-    return Path(shared) if shared else cache_dir / "models"
+    shared = model_cache_dir()
+    return shared if shared is not None else cache_dir / "models"
 
 
 def default_model_dir(cache_dir: Path) -> Path:
@@ -139,7 +136,7 @@ class Embedder:
         model = self._load()
         t0 = time.perf_counter()
         if self.model_name == DEFAULT_MODEL:
-            out = model.encode(list(texts), self.batch_size).tolist()
+            out: list[list[float]] = model.encode(list(texts), self.batch_size).tolist()
         else:
             out = [vec.tolist() for vec in model.embed(list(texts), batch_size=self.batch_size)]
         timings.record("embed", time.perf_counter() - t0)

@@ -6,8 +6,9 @@ downloaded: the tokenizer, stemmer and stop words ship inside `qdrant-edge-py`.
 
 Choice (measured on tests/eval, docs/bench/retrieval.md): the `Code` tokenizer (splits `snake_case`,
 `camelCase`, dotted and path identifiers into their parts and keeps the whole), English stop words and
-Snowball English stemming. `TOKENIZER` may be changed before the first use (the evaluation does, to
-compare); stored vectors follow the setting they were written with.
+Snowball English stemming. The engines always use it; `tokenizer="word"` exists for the evaluation
+to compare (it passes the tokenizer both when it writes the vectors and when it queries: a store's
+vectors follow the tokenizer they were written with, and a query must use the same one).
 
 Guarantees: the same text always gives the same vector; an empty vector (no indexable token) is
 returned as `None`, and such a memory is found only by meaning.
@@ -16,24 +17,27 @@ returned as `None`, and such a memory is found only by meaning.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 SparseVec = tuple[list[int], list[float]]
+Tokenizer = Literal["code", "word"]
 
-TOKENIZER = "code"  # "code" or "word"
-_models: dict[str, Any] = {}
+DEFAULT_TOKENIZER: Tokenizer = "code"
+_models: dict[str, Any] = {}  # one Bm25 per tokenizer, made on first use
 _lock = threading.Lock()
 
 
-def _model() -> Any:
+def _model(tokenizer: Tokenizer) -> Any:
     import qdrant_edge as q
 
+    kinds = {"code": q.TokenizerType.Code, "word": q.TokenizerType.Word}
+    if tokenizer not in kinds:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}: expected one of {sorted(kinds)}")
     with _lock:
-        model = _models.get(TOKENIZER)
+        model = _models.get(tokenizer)
         if model is None:
-            tok = {"code": q.TokenizerType.Code, "word": q.TokenizerType.Word}[TOKENIZER]
-            model = q.Bm25(q.Bm25Config(tokenizer=tok, language="english"))
-            _models[TOKENIZER] = model
+            model = q.Bm25(q.Bm25Config(tokenizer=kinds[tokenizer], language="english"))
+            _models[tokenizer] = model
         return model
 
 
@@ -48,11 +52,11 @@ def _pack(vec: Any) -> SparseVec | None:
     return list(merged), list(merged.values())
 
 
-def encode_document(text: str) -> SparseVec | None:
+def encode_document(text: str, tokenizer: Tokenizer = DEFAULT_TOKENIZER) -> SparseVec | None:
     """The BM25 document vector of a memory's content (term-frequency weights), or None."""
-    return _pack(_model().embed_document(text))
+    return _pack(_model(tokenizer).embed_document(text))
 
 
-def encode_query(text: str) -> SparseVec | None:
+def encode_query(text: str, tokenizer: Tokenizer = DEFAULT_TOKENIZER) -> SparseVec | None:
     """The BM25 query vector (each distinct term weighs 1), or None when no term is indexable."""
-    return _pack(_model().embed_query(text))
+    return _pack(_model(tokenizer).embed_query(text))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 Filter = dict[str, Any]
 PREFETCH_MIN = 40
@@ -52,7 +52,9 @@ class Point:
 
 @dataclass
 class SearchQuery:
-    """One search (see `clarity.engines.hybrid` for what each mode and `min_similarity` mean)."""
+    """One search (see `clarity.engines.hybrid` for what each mode and `min_similarity` mean).
+    `fusion` and `rrf_k`: how a hybrid search merges its two branches, DBSF (the measured default) or
+    RRF with constant `rrf_k` (the evaluation compares them; tests/eval/evaluate.py)."""
 
     dense: list[float]
     sparse: tuple[list[int], list[float]] | None
@@ -60,6 +62,8 @@ class SearchQuery:
     mode: str = "hybrid"
     flt: dict[str, Any] | None = None
     min_similarity: float | None = None
+    fusion: Literal["dbsf", "rrf"] = "dbsf"
+    rrf_k: int = 60
 
     def prefetch_limit(self) -> int:
         """How many candidates each branch of a hybrid search fetches."""

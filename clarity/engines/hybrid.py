@@ -16,7 +16,8 @@ Fusion (measured on tests/eval, docs/bench/retrieval.md): distribution-based sco
 branch's scores normalized by their spread, then summed); it beat RRF (k 60 and 10) on identifiers
 (hit@1 0.956 vs 0.844/0.867) at the same paraphrase recall@5 (0.918 vs 0.924/0.937). Each branch
 fetches at least `PREFETCH_MIN` and 4x the limit candidates. Filters (type, tags, time range,
-superseded) are applied inside every branch (pre-filter), never to the fused list.
+superseded) are applied inside every branch (pre-filter), never to the fused list. The fusion is the
+query's (`SearchQuery.fusion`, `rrf_k`): DBSF unless a caller (the evaluation) asks for RRF.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from clarity.engines.base import Point, SearchQuery
-
-FUSION = "dbsf"  # "rrf" or "dbsf"; module settings, changed only by the evaluation to compare
-RRF_K = 60
 
 
 def ranked(hits: Sequence[tuple[Point, Sequence[float] | None]], dense: Sequence[float]) -> list[Point]:
@@ -52,6 +50,12 @@ def ranked(hits: Sequence[tuple[Point, Sequence[float] | None]], dense: Sequence
     return out
 
 
+def _fusion(sq: SearchQuery) -> str:
+    if sq.fusion not in ("dbsf", "rrf"):
+        raise ValueError(f"unknown fusion {sq.fusion!r}: expected 'dbsf' or 'rrf'")
+    return sq.fusion
+
+
 def edge_request(sq: SearchQuery, flt: Any, dense_name: str, sparse_name: str) -> Any:
     """The Qdrant Edge `QueryRequest` for `sq` (`flt`: the engine's filter object or None)."""
     import qdrant_edge as q
@@ -69,7 +73,7 @@ def edge_request(sq: SearchQuery, flt: Any, dense_name: str, sparse_name: str) -
         return q.QueryRequest(limit=sq.limit, query=sparse_q, filter=flt, with_payload=True,
                               with_vector=with_vec)
     n = sq.prefetch_limit()
-    fusion: Any = q.Fusion.Dbsf() if FUSION == "dbsf" else q.Fusion.Rrf(k=RRF_K)
+    fusion: Any = q.Fusion.Dbsf() if _fusion(sq) == "dbsf" else q.Fusion.Rrf(k=sq.rrf_k)
     return q.QueryRequest(
         limit=sq.limit, query=fusion, with_payload=True, with_vector=with_vec,
         prefetches=[q.Prefetch(limit=n, query=dense_q, filter=flt, score_threshold=sq.min_similarity),
@@ -90,8 +94,8 @@ def client_query(sq: SearchQuery, flt: Any, sparse_name: str) -> dict[str, Any] 
             return None
         return {**base, "query": sparse, "using": sparse_name, "query_filter": flt}
     n = sq.prefetch_limit()
-    fusion = (m.FusionQuery(fusion=m.Fusion.DBSF) if FUSION == "dbsf"
-              else m.RrfQuery(rrf=m.Rrf(k=RRF_K)))
+    fusion = (m.FusionQuery(fusion=m.Fusion.DBSF) if _fusion(sq) == "dbsf"
+              else m.RrfQuery(rrf=m.Rrf(k=sq.rrf_k)))
     return {**base, "query": fusion, "prefetch": [
         m.Prefetch(query=list(sq.dense), filter=flt, limit=n, score_threshold=sq.min_similarity),
         m.Prefetch(query=sparse, using=sparse_name, filter=flt, limit=n)]}

@@ -31,7 +31,6 @@ import sys
 
 from clarity.errors import UnsupportedPlatform
 
-
 POSIX = os.name == "posix"
 
 

@@ -20,9 +20,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from clarity.encoders.sparse import DEFAULT_TOKENIZER, Tokenizer, encode_document, encode_query
+from clarity.engines.base import Point, SearchQuery
 from clarity.errors import InvalidArgument
+from clarity.memory.ranking import CANDIDATE_FACTOR, rerank
 from clarity.memory.service import MemoryService
 from tests.eval.bm25 import BM25
 from tests.eval.data import CATEGORIES, Memory, Pair, Question, uuid_for
@@ -140,55 +144,77 @@ def near_duplicate_report(service: MemoryService, pairs: Sequence[Pair]) -> dict
     }
 
 
-VARIANTS = (  # (name, fusion, rrf k, tokenizer, min_similarity or None for the configured default, mode)
-    ("dbsf, code tokenizer (default)", "dbsf", 60, "code", None, "hybrid"),
-    ("rrf k=60, code tokenizer", "rrf", 60, "code", None, "hybrid"),
-    ("rrf k=10, code tokenizer", "rrf", 10, "code", None, "hybrid"),
-    ("dbsf, word tokenizer", "dbsf", 60, "word", None, "hybrid"),
-    ("dbsf, code, min_similarity -1", "dbsf", 60, "code", -1.0, "hybrid"),
-    ("dbsf, code, min_similarity 0.4", "dbsf", 60, "code", 0.4, "hybrid"),
-    ("semantic only (dense, as 0.1), default min_similarity", "dbsf", 60, "code", None, "semantic"),
+@dataclass(frozen=True)
+class Variant:
+    """One way to run hybrid retrieval: the fusion of its two branches (`SearchQuery.fusion`, `rrf_k`),
+    the BM25 tokenizer of stored and query vectors, the `min_similarity` (None: the configured default)
+    and the mode."""
+
+    name: str
+    fusion: Literal["dbsf", "rrf"] = "dbsf"
+    rrf_k: int = 60
+    tokenizer: Tokenizer = DEFAULT_TOKENIZER
+    min_similarity: float | None = None
+    mode: str = "hybrid"
+
+
+VARIANTS = (
+    Variant("dbsf, code tokenizer (default)"),
+    Variant("rrf k=60, code tokenizer", fusion="rrf", rrf_k=60),
+    Variant("rrf k=10, code tokenizer", fusion="rrf", rrf_k=10),
+    Variant("dbsf, word tokenizer", tokenizer="word"),
+    Variant("dbsf, code, min_similarity -1", min_similarity=-1.0),
+    Variant("dbsf, code, min_similarity 0.4", min_similarity=0.4),
+    Variant("semantic only (dense, as 0.1), default min_similarity", mode="semantic"),
 )
 
 
-def _reencode(service: MemoryService) -> None:
+def _reencode(service: MemoryService, tokenizer: Tokenizer) -> None:
+    """Write every stored point back with its BM25 vector made by `tokenizer` (given with the point, so
+    the engine does not make its own). A content without any indexable token gets no vector from
+    `encode_document`; the engine then makes one with the default tokenizer (it finds none either)."""
     from clarity.engines.base import iter_all
 
     for page in iter_all(service._eng(), with_vectors=True):
-        service._eng().upsert(page)  # the engine recomputes each sparse vector from the content
+        for p in page:
+            p.sparse = encode_document(str(p.payload.get("content", "")), tokenizer)
+        service._eng().upsert(page)
 
 
-def variant_report(service: MemoryService, questions: Sequence[Question],
-                   by_uuid: dict[str, str]) -> dict[str, Any]:
-    """Hybrid retrieval under each of VARIANTS (fusion, RRF k, tokenizer, min_similarity), with query
-    embeddings cached; restores the module defaults afterwards."""
-    from functools import lru_cache
+def _retrieve(service: MemoryService, query: str, dense: list[float], v: Variant) -> list[Point]:
+    """The memories `retrieve` answers for `query` (limit K, the variant's mode and min_similarity, no
+    other argument) when its search runs with the variant's fusion and tokenizer: the search
+    `MemoryService.op_retrieve` makes, built here because the variant is not a `retrieve` argument."""
+    mem = service.settings.memory
+    threshold = mem.min_similarity if v.min_similarity is None else v.min_similarity
+    flt = service._filter(None, None, include_superseded=False)
+    flt["created_at"] = None
+    weighted = mem.recency_weight > 0 or mem.importance_weight > 0
+    fetch = min(100, K * CANDIDATE_FACTOR) if weighted else min(100, K + 10)
+    sq = SearchQuery(dense=dense, sparse=encode_query(query, v.tokenizer), limit=fetch, mode=v.mode, flt=flt,
+                     min_similarity=threshold, fusion=v.fusion, rrf_k=v.rrf_k)
+    with service._lock:
+        hits = service._eng().query(sq)
+    return rerank(hits, K, mem.recency_weight, mem.importance_weight, mem.recency_half_life_days)
 
-    from clarity.encoders import sparse
-    from clarity.engines import hybrid
 
-    saved = (hybrid.FUSION, hybrid.RRF_K, sparse.TOKENIZER)
-    embed = service.embedder.embed_one
-    service.embedder.embed_one = lru_cache(maxsize=None)(embed)  # type: ignore[method-assign]
+def variant_report(service: MemoryService, questions: Sequence[Question], by_uuid: dict[str, str],
+                   variants: Sequence[Variant] = VARIANTS) -> dict[str, Any]:
+    """Retrieval under each of `variants` (fusion, RRF k, tokenizer, min_similarity, mode), each
+    question embedded once; the stored BM25 vectors are rewritten when the tokenizer changes and put
+    back to the default tokenizer's afterwards."""
+    dense = {q.id: service.embedder.embed_one(q.query) for q in questions}
+    stored: Tokenizer = DEFAULT_TOKENIZER
     out: dict[str, Any] = {}
     try:
-        for name, fusion, k, tok, min_sim, mode in VARIANTS:
-            hybrid.FUSION, hybrid.RRF_K = fusion, k
-            if tok != sparse.TOKENIZER:
-                sparse.TOKENIZER = tok
-                _reencode(service)
-            ranks: Rankings = {}
-            for q in questions:
-                args: dict[str, Any] = {"query": q.query, "limit": K, "mode": mode}
-                if min_sim is not None:
-                    args["min_similarity"] = min_sim
-                res = service.execute("retrieve", args)
-                ranks[q.id] = [by_uuid.get(m["id"], m["id"]) for m in res["memories"]]
-            out[name] = score(questions, ranks)
+        for v in variants:
+            if v.tokenizer != stored:
+                stored = v.tokenizer
+                _reencode(service, stored)
+            ranks: Rankings = {q.id: [by_uuid.get(p.id, p.id) for p in _retrieve(service, q.query, dense[q.id], v)]
+                               for q in questions}
+            out[v.name] = score(questions, ranks)
     finally:
-        hybrid.FUSION, hybrid.RRF_K = saved[0], saved[1]
-        if sparse.TOKENIZER != saved[2]:
-            sparse.TOKENIZER = saved[2]
-            _reencode(service)
-        service.embedder.embed_one = embed  # type: ignore[method-assign]
+        if stored != DEFAULT_TOKENIZER:
+            _reencode(service, DEFAULT_TOKENIZER)
     return out
