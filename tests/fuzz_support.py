@@ -147,8 +147,9 @@ def json_objects(server: bool = False) -> st.SearchStrategy[Any]:
 
 
 def ints(lo: int, hi: int) -> st.SearchStrategy[Any]:
-    hostile = st.one_of(st.integers(-5, 1200), big_ints(), st.sampled_from([10**9, 10**9 + 1, 2**31]),
-                        weird_floats(), st.sampled_from(["5", 5.0, True, None, [], {}]))
+    hostile: st.SearchStrategy[Any] = st.one_of(
+        st.integers(-5, 1200), big_ints(), st.sampled_from([10**9, 10**9 + 1, 2**31]), weird_floats(),
+        st.sampled_from(["5", 5.0, True, None, [], {}]))
     return mostly(st.integers(lo, hi), hostile)
 
 

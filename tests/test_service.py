@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from clarity.config import load_settings
+from clarity.coordination.coordinator import WRITES
 from clarity.encoders.dense import Embedder
 from clarity.engines.edge.engine import EdgeEngine, edge_dir
 from clarity.errors import InvalidArgument, NotFound
+from clarity.memory import model as m
 from clarity.memory.model import new_id
-from clarity.memory.service import MemoryService
+from clarity.memory.service import OPERATIONS, MemoryService
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +142,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("update", {"memory_id": new_id(), "updates": {}}, "at least one"),
     ("update", {"memory_id": new_id(), "updates": {"colour": "red"}}, "colour"),
     ("delete", {"memory_ids": []}, "memory_ids"),
+    ("stats", {"verbose": True}, "verbose"),
+    ("backup", {"to": "/tmp"}, "to: Extra inputs are not permitted"),
     ("explode", {}, "unknown operation"),
 ]
 
@@ -177,3 +181,22 @@ def test_export_import_roundtrip(svc: MemoryService, tmp_path: Path, shared_embe
         assert other.execute("export", {})["memories"] == dump["memories"]
     finally:
         other.close()
+
+
+def test_operations_are_one_typed_table() -> None:
+    assert MemoryService.OPS == tuple(OPERATIONS) == (
+        "store", "retrieve", "list", "get", "update", "delete", "stats", "export", "import", "backup")
+    assert {op for op, o in OPERATIONS.items() if o.writes} == set(WRITES)  # the coordinator's retry hint
+    assert all(issubclass(o.request, m.Request) for o in OPERATIONS.values())
+
+
+def test_a_parsed_request_answers_as_its_json(svc: MemoryService) -> None:
+    r = store(svc, "parsed or not, the same answer", tags=["p"])
+    for op, args in (("get", {"memory_id": r["id"]}), ("list", {"tags": ["p"], "include_content": True}),
+                     ("retrieve", {"query": "the same answer", "include_metadata": True})):
+        req = m.parse(OPERATIONS[op].request, args)
+        assert svc.execute(op, req) == svc.execute(op, args), op
+    with pytest.raises(InvalidArgument, match="must be a JSON object"):
+        svc.execute("get", [r["id"]])  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="unknown operation"):
+        svc.execute(["get"], {})  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ every one is now InvalidArgument with a message that names the field and the pro
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from clarity.coordination.coordinator import Coordinator
 from clarity.errors import InvalidArgument
 from clarity.mcp_server import build_server
 from clarity.memory import model as m
+from clarity.memory import service
 from clarity.memory.service import MemoryService
 from clarity.session_client import ToolCallError
 from tests.conftest import open_sessions, owner_session, run_async
@@ -89,10 +91,11 @@ def test_an_unexpected_engine_error_is_a_readable_tool_error(home: Path, monkeyp
     raises a RuntimeError; the tool answers with its kind and message, not the SDK's bare
     "Error executing tool list_memories"."""
 
-    def broken(self: MemoryService, args: dict[str, Any]) -> dict[str, Any]:
+    def broken(self: MemoryService, req: m.ListRequest) -> m.ListResult:
         raise RuntimeError("engine fell over")
 
-    monkeypatch.setattr(MemoryService, "op_list", broken)
+    broken_list = dataclasses.replace(service.OPERATIONS["list"], handler=broken)
+    monkeypatch.setattr(service, "OPERATIONS", {**service.OPERATIONS, "list": broken_list})
     coordinator = Coordinator(load_settings(home))
     try:
         server = build_server(load_settings(home), coordinator)

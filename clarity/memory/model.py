@@ -5,6 +5,9 @@ non-finite floats, integers outside their bounds, texts with lone surrogates or 
 and metadata/context that is not plain JSON (see `values`: 64-bit integers, at most 32 levels deep,
 at most 64 KiB). `parse()` turns any such problem into an `InvalidArgument` whose message names each
 bad field, so a person can read it; a request that parses can be sent over the owner's socket as is.
+
+Every operation answers one of the result models below (`clarity.memory.records` builds them); the
+service sends them as JSON (`records.dump`), the MCP tools validate that JSON into the same models.
 """
 
 from __future__ import annotations
@@ -194,6 +197,10 @@ class ImportRequest(_Req):
     memories: list[dict[str, Any]] = Field(max_length=100_000)
 
 
+class BackupRequest(_Req):
+    """backup takes no arguments."""
+
+
 # ---- responses -------------------------------------------------------------------------------
 # Output schemas stay flat: a nullable field is `"type": [T, "null"]`, not an `anyOf` (a client such as
 # the Python MCP SDK validates every answer with jsonschema, where each anyOf costs a descent and an
@@ -296,6 +303,25 @@ class StatsResult(BaseModel):
     served_by_pid: int
 
 
+class ExportResult(BaseModel):
+    """Every memory as stored (`id` then the stored payload, plus `vector` when asked for), oldest first."""
+
+    model: str = Field(description="the embedding model the store's vectors come from")
+    count: int
+    memories: list[dict[str, Any]]
+
+
+class ImportResult(BaseModel):
+    imported: int
+    skipped: int = Field(description="memories whose id was already stored (left as they were)")
+
+
+class BackupResult(BaseModel):
+    file: str = Field(description="the backup file written")
+    count: int
+    bytes: int
+
+
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -314,3 +340,11 @@ def parse(model: type[T], data: Any) -> T:
             msg = err["msg"].removeprefix("Value error, ")
             parts.append(f"{loc}: {msg}")
         raise InvalidArgument("invalid arguments: " + "; ".join(parts)) from None
+
+
+def parse_args(model: type[T], args: object) -> T:
+    """One operation's arguments as `model`: a JSON object (parsed here) or a request already parsed in
+    this process (see `parse`); anything else is refused with InvalidArgument."""
+    if not isinstance(args, dict | _Req):
+        raise InvalidArgument("arguments must be a JSON object")
+    return parse(model, args)

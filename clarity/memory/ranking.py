@@ -42,7 +42,7 @@ def rerank(points: list[Point], limit: int, recency_weight: float, importance_we
 
     def final(p: Point) -> float:
         relevance = (p.score or 0.0) / top
-        decay = 0.5 ** (_age_days(p.payload.get("created_at"), now) / half_life_days)
+        decay: float = 0.5 ** (_age_days(p.payload.get("created_at"), now) / half_life_days)
         importance = float(p.payload.get("importance", 0.5) or 0.0)
         return keep * relevance + recency_weight * decay + importance_weight * importance
 

@@ -8,12 +8,13 @@ the type and superseded checks apply to its few hits: with those filters inside,
 100k points of one type cost about 40 ms per store instead of about 10. So a near-copy is missed only
 when more than `FETCH` memories of other types or superseded ones are nearer. The threshold (default 0.85) is set
 from measured distributions (docs/bench/retrieval.md: reworded pairs median 0.915, different
-statements on one subject at most 0.802). The memory being superseded is not reported.
+statements on one subject at most 0.802). Ids in `skip` are not reported: a store passes the memory it
+supersedes and those that earlier items of its batch supersede (superseded by then, not yet written).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
 
 from clarity.engines.base import Engine, Point, SearchQuery
 
@@ -21,15 +22,17 @@ LIMIT = 3
 FETCH = 16
 
 
-def similar_memories(engine: Engine, new: Point, threshold: float, replaces: Point | None) -> list[dict[str, Any]]:
+def similar_memories(engine: Engine, new: Point, threshold: float, skip: Collection[str] = ()) -> list[Point]:
+    """The stored memories (at most `LIMIT`, nearest first) of `new`'s type, not superseded and not in
+    `skip`, whose cosine with `new` is at least `threshold`; `records.similar_to` turns them into the
+    answer's `similar_to`."""
     sq = SearchQuery(dense=list(new.vector or []), sparse=None, limit=FETCH, mode="semantic", flt=None,
                      min_similarity=threshold)
     out = []
     for p in engine.query(sq):
-        if p.id == new.id or (replaces is not None and p.id == replaces.id):
+        if p.id == new.id or p.id in skip:
             continue
         if p.payload.get("memory_type") != new.payload["memory_type"] or p.payload.get("superseded_by"):
             continue
-        cos = p.extra.get("cosine")
-        out.append({"id": p.id, "similarity": round(float(cos if cos is not None else p.score or 0.0), 6)})
+        out.append(p)
     return out[:LIMIT]
