@@ -69,12 +69,18 @@ def sync_dir(path: Path) -> None:
 
 
 def sync_tree(root: Path) -> None:
-    """Sync every file and folder under `root`, deepest first (links are not followed)."""
+    """Sync every regular file and folder under `root`, deepest first. Links, FIFOs and anything else
+    that is not a regular file are skipped, never followed or waited on."""
     for folder, _dirs, files in os.walk(root, topdown=False):
         for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                sync_fd(fd)
+                fd = os.open(os.path.join(folder, name),
+                             os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError:  # ELOOP: a symlink
+                continue
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    sync_fd(fd)
             finally:
                 os.close(fd)
         sync_dir(Path(folder))

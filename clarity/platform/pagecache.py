@@ -41,15 +41,16 @@ def will_need_tree(root: Path) -> int:
 
 def read_tree(root: Path) -> None:
     """Read every regular file under `root` once (portable: it works wherever reading does), so a
-    process that opens them next finds them cached."""
+    process that opens them next finds them cached. Links and anything not a regular file are skipped."""
     for folder, _dirs, files in os.walk(root):
         for name in files:
             try:
-                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW)
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
                 continue
             try:
-                while os.read(fd, 4 << 20):
-                    pass
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    while os.read(fd, 4 << 20):
+                        pass
             finally:
                 os.close(fd)
