@@ -78,7 +78,7 @@ def test_a_step_down_sends_the_reply_of_an_operation_that_ran(owner: Coordinator
     queued before the call, an idle owner hands off within 0.1 s, which on a busy machine could come
     before the call arrived (then correctly refused, nothing applied)."""
     assert owner.socket_path is not None
-    svc = owner.own.service_if_built
+    svc = owner.services.built
     assert svc is not None
     waiters: list[subprocess.Popen[str]] = []
     real_embed = svc.embedder.embed
@@ -187,7 +187,7 @@ def test_an_unexpected_error_reads_the_same_from_owner_and_peer(owner: Coordinat
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """An exception the service did not expect reaches the caller as a readable ClarityError, with the
     same message whether the call ran here or was forwarded."""
-    svc = owner.own.service()
+    svc = owner.services.service()
 
     def broken(op: str, args: dict[str, Any]) -> dict[str, Any]:
         raise RuntimeError("boom")

@@ -67,9 +67,6 @@ class Batcher:
         self._cv = threading.Condition()
         self._queue: list[_Item] = []
         self._leading = False  # a caller is the leader: it waits for the operation lock or runs a batch
-        self.batches = 0
-        self.items = 0
-        self.largest = 0
 
     def submit(self, args: Args, deadline: float, start: Callable[[], None],
                run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> Result:
@@ -142,9 +139,6 @@ class Batcher:
              run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> None:
         if not batch:
             return
-        self.batches += 1
-        self.items += len(batch)
-        self.largest = max(self.largest, len(batch))
         timings.count("store_batches")
         timings.count("batched_stores", len(batch))
         try:
@@ -159,6 +153,3 @@ class Batcher:
                 it.finish(error=r)
             else:
                 it.finish(result=r)
-
-    def stats(self) -> dict[str, int]:
-        return {"batches": self.batches, "batched_stores": self.items, "largest_batch": self.largest}

@@ -6,7 +6,8 @@ no lease, no socket and no owner at all.
 
 What holds for a call:
 - It returns the answer, or raises a ClarityError whose message says what happened. Transient
-  failures are retried (tenacity, exponential backoff with jitter, capped) until the deadline
+  failures are retried (tenacity, exponential backoff with jitter, capped at
+  `coordination.retry_max_wait_s`: a failover is found by the next attempt within that) until the deadline
   (`coordination.call_deadline_s`); every wait inside (locks, connect, send, receive, backoff) is
   bounded by that deadline, so a call ends by it (plus the time to finish an operation that had
   already started here, which cannot be interrupted).
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WRITES = ("store", "update", "delete", "import")
-# the longest backoff between attempts: a failover (the standby binds the socket within tens of
-# milliseconds of the owner's death) is found by the next attempt within this much
-RETRY_MAX_WAIT_S = 0.05
 
 
 class Coordinator:
@@ -61,6 +59,7 @@ class Coordinator:
         self.socket_path = socket_path_for(settings.coordination_dir) if self.exclusive else None
         self.own = Ownership(settings, self.socket_path if self.mode == "forward" else None, warm_model=warm_model)
         self.lease = self.own.lease
+        self.services = self.own.services
         self.peer = PeerClient(self.socket_path, self.cfg.max_frame_bytes) if self.socket_path else None
         self._closed = False
         self._close_lock = threading.Lock()
@@ -71,7 +70,7 @@ class Coordinator:
 
     @property
     def _service(self) -> MemoryService | None:
-        return self.own.service_if_built
+        return self.services.built
 
     @property
     def role(self) -> str:
@@ -83,7 +82,7 @@ class Coordinator:
             return "owner"
         if self.standby is not None and self.standby.active:
             return "standby"
-        if self.own.ticket is not None:
+        if self.own.waiter.ticket is not None:
             return "waiter"
         return "peer" if self.mode == "forward" else "idle"
 
@@ -98,14 +97,14 @@ class Coordinator:
         a = policies.Attempt(op, args, deadline)
         retrying = Retrying(
             stop=stop_after_delay(self.cfg.call_deadline_s),
-            wait=wait_random_exponential(multiplier=0.005, max=RETRY_MAX_WAIT_S),
+            wait=wait_random_exponential(multiplier=0.005, max=self.cfg.retry_max_wait_s),
             retry=retry_if_exception_type(Retry),
             sleep=lambda s: time.sleep(min(s, max(0.0, deadline - time.time()))),
             reraise=False,
         )
         try:
             if not self.exclusive:
-                return policies.direct(self.own, a)
+                return policies.direct(self.services, a)
             for attempt in retrying:
                 with attempt:
                     if time.time() >= deadline:
@@ -121,17 +120,17 @@ class Coordinator:
             log.exception("%s failed", op)
             raise ClarityError(f"{op} failed in the owner: {type(e).__name__}: {e}") from e
         finally:
-            if self.own.ticket is not None and not self.lease.held:
-                self.own.drop_ticket()
+            if self.own.waiter.ticket is not None and not self.lease.held:
+                self.own.waiter.drop()
         raise AssertionError("unreachable")
 
     def _attempt(self, a: policies.Attempt) -> dict[str, Any]:
         if self.mode == "naive":
-            return policies.naive(self.own, a)
+            return policies.naive(self.services, a)
         if self.mode == "handoff":
             return policies.handoff(self.own, a)
         assert self.peer is not None
-        return policies.forward(self.own, self.peer, a)
+        return policies.forward(self.own, self.peer, a, self.standby)
 
     def close(self) -> None:
         """Clean exit: finish what is in flight, send every pending reply, stop serving peers, close
@@ -148,12 +147,8 @@ class Coordinator:
 
     def status(self) -> dict[str, Any]:
         """Who owns the lease, who waits, and what this process is. Never takes the lease, never waits."""
-        own_ticket = self.own.ticket.path if self.own.ticket else None
-        return status.status(self.settings, lease=self.lease, own_ticket=own_ticket,
-                             me=status.this_process(self.role, self._service, self.own.embedder))
-
-    def doctor(self) -> dict[str, Any]:
-        return status.doctor(self.settings)
+        return status.status(self.settings, lease=self.lease, own_ticket=self.own.waiter.path,
+                             me=status.this_process(self.role, self._service, self.services.embedder))
 
     def _owner_desc(self, owner: dict[str, Any] | None = None) -> str:
         owner = owner if owner is not None else status.owner(self.settings, self.lease)

@@ -1,9 +1,15 @@
-"""Owning the engine: become owner, run operations as owner, heartbeat, hand off, step down.
+"""Owning the engine: take the lease, serve the other processes, run operations as owner, step down.
 
 Guarantees:
 - The engine is only ever opened in a process that holds the lease (or when the engine is not
-  exclusive, see coordinator.py). The model is loaded by the owner, and ahead of time by the hot
-  standby (standby.py), which hands it to the service it builds when it takes over.
+  exclusive, see coordinator.py): operations run here only through `run()`, after its checks, and the
+  hot standby opens the engine only after `take_over` took the lease (service_host.py builds the
+  service and holds the model, heartbeat.py keeps the lease alive and says when to hand off,
+  waiter.py holds this process's waiter ticket, batcher.py groups the stores).
+- Taking the lease happens under the operation lock, in this order: the lease (`Lease.try_acquire`),
+  a new turn, this process's waiter ticket dropped, stale tickets removed, the socket server bound (if
+  that fails the lease is released at once: never an owner nobody can reach), the model warm-up and
+  the heartbeat started, then the take-over listeners run (`on_taking_lease`: the standby resigns).
 - `run()` takes the operation lock within the caller's deadline, then re-checks the deadline and
   that the lease is still ours (`Lease.still_held`) before it starts the operation: a call whose
   caller already gave up is never applied, and a process that lost the lease never applies another
@@ -32,59 +38,56 @@ from clarity import timings
 from clarity.config import Settings
 from clarity.coordination import tickets
 from clarity.coordination.batcher import Batcher
+from clarity.coordination.heartbeat import Heartbeat
 from clarity.coordination.lease import Lease
 from clarity.coordination.owner_server import OwnerServer
+from clarity.coordination.service_host import BuildService, ServiceHost
+from clarity.coordination.waiter import Waiter
 from clarity.errors import CoordinationTimeout, EngineLocked, LeaseLost, NotOwner
 from clarity.platform import locks
 
 if TYPE_CHECKING:
     from clarity.encoders.dense import Embedder
     from clarity.memory.model import Args
-    from clarity.memory.service import MemoryService
 
 log = logging.getLogger(__name__)
 
 
 class Ownership:
-    def __init__(self, settings: Settings, socket_path: Path | None, *, warm_model: bool) -> None:
+    """This process's side of the lease. Thread-safe; writes only its own fields (the parts it is
+    made of are told through their methods)."""
+
+    def __init__(self, settings: Settings, socket_path: Path | None, *, warm_model: bool,
+                 build: BuildService | None = None, new_embedder: Callable[[], Embedder] | None = None) -> None:
+        """`socket_path`: where to serve the other processes while owner (None: serve nobody).
+        `build`, `new_embedder`: how the service and the model are made (service_host.py)."""
         self.settings = settings
         self.cfg = settings.coordination
         self.mode = self.cfg.mode
         self.socket_path = socket_path
-        self.warm_model = warm_model
         self.lease = Lease(settings.coordination_dir)
         self.op_lock = threading.RLock()
-        self.ticket: tickets.Ticket | None = None
-        self.closed = False
-        self._service: MemoryService | None = None
-        self._svc_lock = threading.Lock()
-        self._server: OwnerServer | None = None
-        self._owner_since: float | None = None  # when this turn's first operation ended
-        self._wake = threading.Event()
-        self._hb_stop = threading.Event()
-        self._hb_thread: threading.Thread | None = None
-        self._warm_thread: threading.Thread | None = None
-        self.embedder: Embedder | None = None  # preloaded by the hot standby
-        self.is_standby = False  # this process holds standby.lock (set by standby.py)
+        self.services = ServiceHost(settings, self.lease, warm_model=warm_model, build=build,
+                                    new_embedder=new_embedder)
+        self.waiter = Waiter(self.lease.waiters_dir)
+        self.heartbeat = Heartbeat(self.lease, self.cfg, self.step_down)
         self.batcher = Batcher(self.op_lock, self.cfg.call_deadline_s)
-        self.on_owner: Callable[[], None] | None = None  # called after this process took the lease
+        self._closed = False
+        self._server: OwnerServer | None = None
+        self._on_take: list[Callable[[], None]] = []
 
     @property
     def held(self) -> bool:
         return self.lease.held
 
     @property
-    def service_if_built(self) -> MemoryService | None:
-        return self._service
+    def closed(self) -> bool:
+        """`close()` was called: this process never takes the lease again."""
+        return self._closed
 
-    def service(self, *, exclusive_engine: bool = True) -> MemoryService:
-        with self._svc_lock:  # the model warm-up thread may ask at the same time
-            if self._service is None:
-                from clarity.memory.service import build_service
-
-                block = (lambda: self.lease.exclusive(self.cfg.call_deadline_s)) if exclusive_engine else None
-                self._service = build_service(self.settings, exclusive=block, embedder=self.embedder)
-            return self._service
+    def on_taking_lease(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (under the operation lock) each time this process has taken the lease."""
+        self._on_take.append(listener)
 
     # ---- taking the lease --------------------------------------------------------------------
 
@@ -103,13 +106,13 @@ class Ownership:
         open the engine before the first call arrives (calls queue on the operation lock meanwhile).
         False (and `locked` released) when this process is closing or maintenance holds the store."""
         with self.op_lock:
-            if self.closed:
+            if self._closed:
                 locked.close()
                 return False
             if not self._take(locked):
                 return False
             try:
-                self.service().open_engine()
+                self.services.service().open_engine()
             except Exception:  # EngineLocked & co: the first operation reports it and its caller retries
                 log.exception("standby: opening the engine after taking the lease failed")
             return True
@@ -120,15 +123,15 @@ class Ownership:
             if locked is not None:
                 locked.close()
             return True
-        if self.closed:
+        if self._closed:
             if locked is not None:
                 locked.close()
             return False
         sock = str(self.socket_path) if self.socket_path is not None else None
         if not self.lease.try_acquire(sock, self.mode, locked):
             return False
-        self._owner_since = None
-        self.drop_ticket()
+        self.heartbeat.new_turn()
+        self.waiter.drop()
         try:
             for what in tickets.cleanup_stale(self.lease.waiters_dir):
                 log.info("lease: removed stale %s", what)
@@ -139,25 +142,12 @@ class Ownership:
         except BaseException:  # never an owner nobody can reach
             self.lease.release()
             raise
-        if self.warm_model and self.mode != "handoff" and self._warm_thread is None:
-            # load the model while the first operation opens the engine: a failover costs the
-            # longer of the two, not their sum (handoff keeps the model between turns anyway)
-            self._warm_thread = threading.Thread(target=self._warm, name="clarity-warm", daemon=True)
-            self._warm_thread.start()
-        if self._hb_thread is None:
-            self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="clarity-heartbeat",
-                                               daemon=True)
-            self._hb_thread.start()
+        self.services.start_warmup()
+        self.heartbeat.start()
         log.info("owner: pid %s holds the lease, epoch %s, mode %s", os.getpid(), self.lease.epoch, self.mode)
-        if self.on_owner is not None:
-            self.on_owner()
+        for listener in self._on_take:
+            listener()
         return True
-
-    def _warm(self) -> None:
-        try:
-            self.service().embedder.embed_one("warm up")
-        except Exception:
-            log.exception("loading the embedding model failed")
 
     # ---- running as owner --------------------------------------------------------------------
 
@@ -177,11 +167,10 @@ class Ownership:
                 self._check(op, deadline)
                 try:
                     with timings.timed("execute"):
-                        result = self.service().execute(op, args)
+                        result = self.services.service().execute(op, args)
                 except EngineLocked as e:
                     raise NotOwner(f"the engine is still open elsewhere: {e}") from None
-                if self._owner_since is None:
-                    self._owner_since = time.monotonic()
+                self.heartbeat.operation_done()
                 return result
             finally:
                 self.op_lock.release()
@@ -191,9 +180,9 @@ class Ownership:
         finally:
             if lost:
                 self.step_down("the lease file was removed or replaced")
-            elif self._handoff_due():
+            elif self.heartbeat.handoff_due():
                 if forwarded:
-                    self._wake.set()  # never step down on a connection thread: its reply is not sent yet
+                    self.heartbeat.wake()  # never step down on a connection thread: its reply is not sent yet
                 else:
                     self.step_down("handing off to waiters")
 
@@ -209,35 +198,17 @@ class Ownership:
 
     def _store_batch(self, batch: list[Args]) -> list[dict[str, Any] | BaseException]:
         try:
-            out: list[dict[str, Any] | BaseException] = list(self.service().store_batch(batch))
+            out: list[dict[str, Any] | BaseException] = list(self.services.service().store_batch(batch))
         except EngineLocked as e:
             raise NotOwner(f"the engine is still open elsewhere: {e}") from None
-        if self._owner_since is None:
-            self._owner_since = time.monotonic()
+        self.heartbeat.operation_done()
         return out
 
     def serve_forwarded(self, op: str, args: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         return self.run(op, args, deadline if deadline is not None else time.time() + self.cfg.call_deadline_s,
                         forwarded=True)
 
-    def run_naive(self, op: str, args: Args) -> dict[str, Any]:
-        """Benchmark baseline: open the engine, run, close (EngineLocked when another has it open)."""
-        with self.op_lock:
-            svc = self.service(exclusive_engine=False)  # no lease in naive mode: nothing to upgrade
-            try:
-                return svc.execute(op, args)
-            finally:
-                svc.close()
-
-    # ---- handing off and stepping down -------------------------------------------------------
-
-    def _handoff_due(self) -> bool:
-        """Someone waits and this turn has lasted its quantum, counted from the end of the turn's
-        first operation (so opening the engine does not eat the turn)."""
-        if (not self.lease.held or self._owner_since is None
-                or time.monotonic() - self._owner_since < self.cfg.handoff_quantum_s):
-            return False
-        return bool(tickets.live(self.lease.waiters_dir))
+    # ---- stepping down -----------------------------------------------------------------------
 
     def step_down(self, reason: str) -> None:
         with self.op_lock:
@@ -246,54 +217,16 @@ class Ownership:
             log.info("owner: stepping down at epoch %s: %s", self.lease.epoch, reason)
             server, self._server = self._server, None
             try:
-                if self._service is not None:
-                    self._service.close()
+                self.services.close_engine()
             finally:
                 self.lease.release()
         if server is not None:
             server.stop()  # outside the lock: queued calls get "not owner", finished ones their reply
 
-    def _heartbeat_loop(self) -> None:
-        """Refresh the record every `heartbeat_s`; look for waiters ten times as often (or at once when
-        a forwarded operation asks), so an idle owner hands off promptly."""
-        last_beat = 0.0
-        while not self._hb_stop.is_set():
-            self._wake.wait(min(0.1, self.cfg.heartbeat_s))
-            self._wake.clear()
-            if self._hb_stop.is_set():
-                return
-            try:
-                if not self.lease.held:
-                    continue
-                if time.monotonic() - last_beat >= self.cfg.heartbeat_s:
-                    last_beat = time.monotonic()
-                    if not self.lease.heartbeat():
-                        self.step_down("the lease file was removed or replaced")
-                        continue
-                if self._handoff_due():
-                    self.step_down("handing off to waiters")
-            except Exception:
-                log.exception("heartbeat failed")
-
-    # ---- tickets -----------------------------------------------------------------------------
-
-    def add_ticket(self) -> tickets.Ticket:
-        if self.ticket is None:
-            self.ticket = tickets.add(self.lease.waiters_dir)
-        return self.ticket
-
-    def drop_ticket(self) -> None:
-        ticket, self.ticket = self.ticket, None
-        if ticket is not None:
-            ticket.remove()
-
     def close(self) -> None:
-        self.closed = True
-        self._hb_stop.set()
-        self._wake.set()
-        if self._warm_thread is not None:
-            self._warm_thread.join()  # bounded by one model load; it cannot be interrupted midway
+        self._closed = True
+        self.heartbeat.stop()
+        self.services.finish_loading()  # bounded by one model load; it cannot be interrupted midway
         self.step_down("exiting")
-        self.drop_ticket()
-        if self._hb_thread is not None and self._hb_thread is not threading.current_thread():
-            self._hb_thread.join(timeout=5)
+        self.waiter.drop()
+        self.heartbeat.join()

@@ -33,12 +33,17 @@ if sys.stdin.readline().strip() == "remove":
     sys.stdin.readline()
 """
 CHURN = r"""
-import sys
+import sys, time
 from pathlib import Path
 from clarity.coordination import tickets
 print("go", flush=True)
-for _ in range(int(sys.argv[2])):
-    tickets.add(Path(sys.argv[1])).remove()
+end, i = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < end:  # for a while, not a count: a fast machine must still be watched doing it
+    t = tickets.add(Path(sys.argv[1]))
+    if i % 2:
+        time.sleep(0.001)  # every other ticket lives long enough to be seen for sure
+    t.remove()
+    i += 1
 """
 
 
@@ -183,7 +188,7 @@ def test_remove_leaves_a_file_that_replaced_the_ticket(waiters: Path) -> None:
 def test_a_ticket_is_never_visible_unlocked(waiters: Path) -> None:
     """Another process adds and removes tickets as fast as it can; every ticket seen here under its final
     name, and still there after the probe, is locked."""
-    churn = subprocess.Popen([sys.executable, "-c", CHURN, str(waiters), "400"], stdout=subprocess.PIPE, text=True)
+    churn = subprocess.Popen([sys.executable, "-c", CHURN, str(waiters), "1.5"], stdout=subprocess.PIPE, text=True)
     seen = 0
     try:
         assert churn.stdout is not None and churn.stdout.readline().strip() == "go"
