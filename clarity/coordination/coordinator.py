@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 WRITES = ("store", "update", "delete", "import")
 
 
+def _retryable(e: BaseException) -> bool:
+    return isinstance(e, ClarityError) and e.retryable
+
+
 class Coordinator:
     def __init__(self, settings: Settings, *, observer: bool = False, warm_model: bool = False,
                  standby: bool = False) -> None:
@@ -89,7 +93,7 @@ class Coordinator:
     def call(self, op: str, args: Args) -> dict[str, Any]:
         """Run `op(args)` wherever it can run now; see the module docstring for what holds. `args` is
         JSON or the op's request model already parsed here (run as is here, sent once as JSON)."""
-        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
         if self._closed:
             raise ClarityError("this Clarity process is shutting down")
@@ -98,7 +102,7 @@ class Coordinator:
         retrying = Retrying(
             stop=stop_after_delay(self.cfg.call_deadline_s),
             wait=wait_random_exponential(multiplier=0.005, max=self.cfg.retry_max_wait_s),
-            retry=retry_if_exception_type(Retry),
+            retry=retry_if_exception(_retryable),  # errors.py says which errors are transient
             sleep=lambda s: time.sleep(min(s, max(0.0, deadline - time.time()))),
             reraise=False,
         )
