@@ -29,6 +29,7 @@ from clarity.errors import (
     ProtocolError,
     ReplyTooLarge,
 )
+from tests.harness.sockets import full_backlog
 
 HOLD_TICKET = """
 import sys, time
@@ -114,18 +115,6 @@ def test_a_step_down_sends_the_reply_of_an_operation_that_ran(owner: Coordinator
 def test_connect_is_bounded_by_the_deadline(tmp_path: Path) -> None:
     """Regression: connect() to an owner that stopped accepting blocked far past the call's deadline."""
     path = tmp_path / "frozen.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(0)
-    fillers = []
-    for _ in range(4):  # fill the backlog: the next connect blocks
-        f = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        f.setblocking(False)
-        try:
-            f.connect(str(path))
-        except BlockingIOError:
-            pass
-        fillers.append(f)
     result: list[BaseException] = []
 
     def go() -> None:
@@ -134,15 +123,13 @@ def test_connect_is_bounded_by_the_deadline(tmp_path: Path) -> None:
         except BaseException as e:
             result.append(e)
 
-    t = threading.Thread(target=go, daemon=True)
-    t0 = time.monotonic()
-    t.start()
-    t.join(timeout=5)
-    assert not t.is_alive(), "connect() ignored the deadline"
-    assert time.monotonic() - t0 < 2 and isinstance(result[0], NotSent | OwnerTimeout)
-    for f in fillers:
-        f.close()
-    listener.close()
+    with full_backlog(path):  # the next connect blocks
+        t = threading.Thread(target=go, daemon=True)
+        t0 = time.monotonic()
+        t.start()
+        t.join(timeout=5)
+        assert not t.is_alive(), "connect() ignored the deadline"
+        assert time.monotonic() - t0 < 2 and isinstance(result[0], NotSent | OwnerTimeout)
 
 
 def _echo(op: str, args: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:

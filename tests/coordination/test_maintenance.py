@@ -3,8 +3,6 @@ covers: maintenance refuses the lease to others, a live owner makes it time out,
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +15,7 @@ from clarity.coordination.lease import Lease
 from clarity.coordination.maintenance import maintenance
 from clarity.errors import CoordinationTimeout
 from clarity.platform import locks
+from tests.harness.scripted import Scripted
 
 pytestmark = pytest.mark.timeout(120)
 HOLDER = r"""
@@ -42,26 +41,12 @@ sys.stdin.readline()
 """
 
 
-class Holder:
+class Holder(Scripted):
     def __init__(self, coord: Path, what: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(coord), what], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "held"
-        self.pid = self.proc.pid
+        super().__init__(HOLDER, str(coord), what, ready="held")
 
     def release(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == "released"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        assert self.send("") == "released"
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from clarity.coordination import wire
 from clarity.coordination.owner_server import OwnerServer
 from clarity.coordination.peer_client import PeerClient
 from clarity.errors import ClarityError, NotSent, OwnerGone, OwnerTimeout, ProtocolError
+from tests.harness.sockets import full_backlog
 
 pytestmark = pytest.mark.timeout(120)
 LIMIT = 64 * 1024
@@ -235,22 +236,7 @@ def test_a_socket_nobody_listens_on_is_owner_gone(folder: Path) -> None:
 def test_an_owner_that_does_not_accept_is_not_sent_and_gets_nothing(folder: Path) -> None:
     """Its backlog is full: the connection is refused with EAGAIN at once (NotSent: nothing reached it)."""
     path = folder / "owner.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(0)
-    fillers: list[socket.socket] = []
-    try:
-        for _ in range(64):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(str(path))
-            except BlockingIOError:
-                s.close()
-                break
-            fillers.append(s)
-        else:
-            pytest.skip("the backlog never filled")
+    with full_backlog(path) as (listener, fillers):
         t0 = time.monotonic()
         with pytest.raises(NotSent):
             PeerClient(path, LIMIT).request("store", {"content": "x"}, time.time() + 5)
@@ -266,10 +252,6 @@ def test_an_owner_that_does_not_accept_is_not_sent_and_gets_nothing(folder: Path
                 pass
             conn.close()
         assert received == b""
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
 
 
 def test_a_call_waiting_for_the_connection_gives_up_at_its_deadline_unsent(owner: Any) -> None:

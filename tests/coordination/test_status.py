@@ -22,6 +22,7 @@ from clarity.coordination import status as st
 from clarity.coordination import tickets
 from clarity.coordination.lease import Lease
 from clarity.platform import backends, files, processes
+from tests.harness.scripted import Scripted
 
 pytestmark = pytest.mark.timeout(120)
 HOLDER = r"""
@@ -47,20 +48,9 @@ sys.stdin.readline()
 """
 
 
-class Holder:
+class Holder(Scripted):
     def __init__(self, coord: Path, what: str, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(coord), what, *extra],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "held"
-        self.pid = self.proc.pid
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        super().__init__(HOLDER, str(coord), what, *extra, ready="held")
 
 
 @pytest.fixture
@@ -79,7 +69,7 @@ def hold(settings: Settings) -> Iterator[Callable[..., Holder]]:
 
     yield start
     for h in started:
-        if h.proc.poll() is None:
+        if h.alive:
             os.kill(h.pid, signal.SIGCONT)
         h.kill()
 

@@ -18,6 +18,7 @@ import pytest
 from clarity.coordination import tickets
 from clarity.errors import UnsafeStore
 from clarity.platform import locks, processes
+from tests.harness.scripted import Scripted
 
 pytestmark = pytest.mark.timeout(120)
 NAME = re.compile(r"^\d{20}-(\d+)-[0-9a-f]{8}\.json$")
@@ -47,28 +48,13 @@ while time.monotonic() < end:  # for a while, not a count: a fast machine must s
 """
 
 
-class Waiter:
+class Waiter(Scripted):
     def __init__(self, waiters: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", WAITER, str(waiters)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.name = self.proc.stdout.readline().strip()
-        assert NAME.match(self.name), self.name
-        self.pid = self.proc.pid
+        super().__init__(WAITER, str(waiters), ready=NAME)
+        self.name = self.first
 
     def remove(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("remove\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline().strip() == "removed"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        assert self.send("remove") == "removed"
 
 
 @pytest.fixture

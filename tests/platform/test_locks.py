@@ -6,8 +6,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +15,7 @@ import pytest
 
 from clarity.platform import locks
 from clarity.platform.locks import FileLock, LockState
+from tests.harness.scripted import Scripted
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,37 +47,11 @@ for line in sys.stdin:
 """
 
 
-class Holder:
+class Holder(Scripted):
     """Another process with one FileLock on `path`, driven line by line: ex, sh, close, probe."""
 
     def __init__(self, path: Path, backend: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), backend], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.readline() == f"ready {backend}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def readline(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, f"lock holder {self.proc.pid} exited ({self.proc.poll()})"
-        return line.strip()
-
-    def send(self, cmd: str) -> str:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-        return self.readline()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        super().__init__(HOLDER, str(path), backend, ready=f"ready {backend}")
 
 
 @pytest.fixture(params=["ofd", "flock"])

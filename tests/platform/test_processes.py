@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from clarity.platform import processes
+from tests.harness.scripted import Scripted
 
 SLEEPER = "import sys; print('up', flush=True); sys.stdin.readline()"
 BIG = "import sys; x = bytearray(96 << 20); x[::4096] = b'1' * len(x[::4096]); print('up', flush=True); " \
@@ -38,20 +39,9 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     return name
 
 
-class Child:
+class Child(Scripted):
     def __init__(self, script: str = SLEEPER) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "up"
-        self.pid = self.proc.pid
-
-    def end(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        super().__init__(script, ready="up")
 
 
 @pytest.fixture
@@ -59,7 +49,7 @@ def children() -> Iterator[list[Child]]:
     started: list[Child] = []
     yield started
     for c in started:
-        c.end()
+        c.stop()
 
 
 def _dead_pid() -> int:
@@ -73,7 +63,7 @@ def test_alive_follows_a_process_from_start_to_reaping(children: list[Child]) ->
     c = Child()
     children.append(c)
     assert processes.alive(c.pid)
-    c.end()
+    c.stop()
     assert not processes.alive(c.pid)
     assert processes.alive(1)  # another user's (or init) answers True, whatever the permission
 
@@ -87,7 +77,7 @@ def test_start_time_is_stable_for_one_process_and_none_when_gone(backend: str, c
     assert processes.process_start_time(c.pid) == first
     mine = processes.process_start_time(os.getpid())
     assert isinstance(mine, int) and mine <= first  # this process started before its child
-    c.end()
+    c.stop()
     assert processes.process_start_time(c.pid) is None
     assert processes.process_start_time(_dead_pid()) is None
 
