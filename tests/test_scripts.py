@@ -19,11 +19,11 @@ def run_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 def test_stress_small_with_owner_kills_loses_nothing(tmp_path: Path) -> None:
     out = tmp_path / "stress.json"
-    proc = run_script("scripts/stress.py", "--writers", "2", "--writes", "30", "--kill-owner-every", "1.5",
+    proc = run_script("scripts/stress.py", "--writers", "2", "--writes", "120", "--kill-owner-every", "1.0",
                       "--json", str(out), "--timeout-s", "400", timeout=600)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     res = json.loads(out.read_text())
-    assert res["acked"] == 60 and res["stored"] == 60
+    assert res["acked"] == 240 and res["stored"] == 240
     assert res["lost"] == 0 and res["duplicates"] == 0
     assert res["owner_kills"] >= 1 and res["failover_ms"]["n"] >= 1
     assert res["crashed_workers"] == [] and not res["timed_out"]
