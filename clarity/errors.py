@@ -14,7 +14,8 @@ Kinds, by who raises them:
 - coordination: NotOwner and LeaseLost (retryable: nothing was applied here), OwnerGone, NotSent
   (retryable: the owner's socket refused, reset or was never reached), OwnerTimeout (sent, no reply by
   the deadline: the outcome is unknown), OwnerUnresponsive, CoordinationTimeout, ProtocolError,
-  ReplyTooLarge; `Retry` is the policies' "try again after a backoff";
+  ReplyTooLarge, VersionMismatch (the owner runs another protocol version); `Retry` is the policies'
+  "try again after a backoff"; StoreTooNew (a store written by a newer format);
 - the MCP client of `clarity demo` and the tests: ToolCallError (a tool answered isError).
 """
 
@@ -160,6 +161,19 @@ class ProtocolError(ClarityError):
     kind = "protocol"
 
 
+class VersionMismatch(ClarityError):
+    """The lease owner speaks another protocol version than this session (two Clarity versions on one
+    store): nothing was sent or applied; the message names both versions and what to restart."""
+
+    kind = "version_mismatch"
+
+
+class StoreTooNew(ConfigError):
+    """The store was written in a newer format than this Clarity understands: nothing was opened."""
+
+    kind = "store_too_new"
+
+
 # ---- clients -----------------------------------------------------------------------------------
 
 class ToolCallError(ClarityError):
@@ -177,7 +191,7 @@ _KINDS: dict[str, type[ClarityError]] = {
     cls.kind: cls
     for cls in (ClarityError, InvalidArgument, NotFound, ConfigError, UnsafeStore, EngineLocked,
                 MigrationFailed, BuildAbandoned, NotOwner, ReplyTooLarge, OwnerUnresponsive,
-                CoordinationTimeout, ProtocolError)
+                CoordinationTimeout, ProtocolError, VersionMismatch, StoreTooNew)
 }
 
 
