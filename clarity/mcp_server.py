@@ -1,7 +1,17 @@
-"""The MCP tools (mcp 2.x MCPServer over stdio). No storage logic here: each tool validates its
-arguments once into a typed request (`mcp_parse`), chooses ids for writes, and hands it to the
-Coordinator (run as is when this process owns the store, else sent once as JSON to the owner); the
-answer is validated once into the tool's output model (`mcp_reply`), fitted to `max_chars` where sized.
+"""The MCP tools (mcp 2.x MCPServer over stdio). No storage logic here: each tool parses the client's
+arguments once into its typed model (`mcp_parse`), chooses ids for writes, and hands the operation's
+request to the Coordinator (run as is when this process owns the store, else sent once as JSON to the
+owner); the answer is validated once into the tool's output model (`mcp_reply`), fitted to
+`max_chars` where sized.
+
+Arguments are checked in one place, Clarity's models (`clarity.memory.model`: `StoreArgs`,
+`RetrieveArgs`, ...), strictly: an unknown key, "5" for 5, 1 for true or 5.0 for an integer is
+refused with a message in Clarity's words, as the CLI and a call over the owner's socket are. The
+MCP SDK would validate a tool's arguments itself first, against a model it builds from the
+function's signature, leniently ("5" becomes 5, unknown keys are dropped) and with pydantic's
+messages; Clarity's tools take the arguments as sent instead (`_AsSent`), and advertise their
+model's schema (`additionalProperties: false`, exact types and bounds) as the input schema. The one
+leniency kept from the SDK: an array or object argument sent as a JSON string is decoded (`_decoded`).
 
 Tool names and shapes follow Alunai Clarity's, so existing prompts keep working. Every failure comes
 back as a tool error (`isError`) with a message a person can read, whether the call ran here or was
@@ -12,29 +22,30 @@ call changed is what the raised error says (an invalid argument changed nothing)
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools.base import Tool
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from clarity import __version__, timings
 from clarity.config import Settings, session_id
 from clarity.coordination.coordinator import Coordinator
-from clarity.errors import ClarityError
+from clarity.errors import ClarityError, InvalidArgument
 from clarity.mcp_context import add_context
 from clarity.memory import model as m
 from clarity.memory.budget import (
-    DEFAULT_MAX_CHARS,
-    MAX_MAX_CHARS,
-    MIN_MAX_CHARS,
     MemoryPage,
     SizedListResult,
     SizedRetrieveResult,
@@ -48,6 +59,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 RQ = TypeVar("RQ", bound=m.Request)
 RS = TypeVar("RS", bound=BaseModel)
+F = TypeVar("F", bound=Callable[[dict[str, Any]], Awaitable[Any]])
 MAX_ERROR_CHARS = 1000
 
 
@@ -69,6 +81,59 @@ def readable_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             raise ToolError(text[:MAX_ERROR_CHARS]) from None
 
     return tool
+
+
+class _AsSent(FuncMetadata):
+    """The SDK's argument handling for a Clarity tool: the tool function gets the arguments as the
+    client sent them (one parameter, `args`) and parses them with its model; the SDK's own model of
+    the signature is not used."""
+
+    def validate_arguments(self, arguments_to_validate: dict[str, Any]) -> dict[str, Any]:
+        return {"args": dict(arguments_to_validate)}
+
+
+def strict_tool(fn: Callable[..., Awaitable[Any]], model: type[m.Request], *, description: str,
+                annotations: ToolAnnotations) -> Tool:
+    """The MCP tool `fn` (an `async def name(args: dict[str, Any]) -> Result`) whose arguments are
+    `model`'s: its input schema is `model`'s, and the arguments reach `fn` as sent. Its output schema
+    is the SDK's, from `fn`'s return annotation."""
+    tool = Tool.from_function(fn, description=description, annotations=annotations)
+    meta = tool.fn_metadata
+    as_sent = _AsSent(arg_model=meta.arg_model, output_schema=meta.output_schema, output_model=meta.output_model,
+                      wrap_output=meta.wrap_output)
+    schema = {**copy.deepcopy(m.input_schema(model)), "title": f"{tool.name}Arguments"}  # the SDK's title
+    return tool.model_copy(update={"parameters": schema, "fn_metadata": as_sent})
+
+
+@functools.cache
+def _containers(model: type[BaseModel]) -> dict[str, tuple[type, ...]]:
+    """The arguments of `model` that take an array or an object, and the Python types of those."""
+    out: dict[str, tuple[type, ...]] = {}
+    for name, schema in m.input_schema(model).get("properties", {}).items():
+        kinds = {s.get("type") for s in schema.get("anyOf", [schema])}
+        found = tuple(t for k, t in (("array", list), ("object", dict)) if k in kinds)
+        if found:
+            out[name] = found
+    return out
+
+
+def _decoded(model: type[BaseModel], args: dict[str, Any]) -> dict[str, Any]:
+    """`args` with each array or object argument that came as a JSON string (`"[\\"db\\"]"` for
+    `["db"]`) decoded, as the MCP SDK decoded them: some clients (Claude Code among them) send them so.
+    Only a string that decodes to what the argument takes is replaced; nothing else is converted."""
+    out = args
+    for key, want in _containers(model).items():
+        value = args.get(key)
+        if not isinstance(value, str) or value.lstrip()[:1] not in ("[", "{"):
+            continue
+        try:
+            decoded = json.loads(value)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(decoded, want):
+            out = {**out, key: decoded}
+    return out
+
 
 INSTRUCTIONS = """\
 Clarity is this project's long-term memory, shared by every agent session on the project (and by
@@ -92,173 +157,110 @@ naming get_memory and the offset to read on from.
 
 _READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                         open_world_hint=False)
-MaxChars = Annotated[int, Field(ge=MIN_MAX_CHARS, le=MAX_MAX_CHARS,
-                                description="fit the answer into this many characters of JSON; long "
-                                            "contents are cut with a marker (get_memory reads on)")]
 
 
 def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
-    server: MCPServer = MCPServer(name="alunai-clarity", version=__version__, instructions=INSTRUCTIONS,
-                                  log_level=settings.log_level)
     session = session_id() or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:  # checked once here; a bad CLARITY_SESSION_ID refuses every store, as it did when checked per call
+        bad_session: InvalidArgument | None = None
+        m.session_name(session)
+    except InvalidArgument as e:
+        bad_session = e
+    tools: list[Tool] = []
+
+    def tool(model: type[m.Request], description: str, annotations: ToolAnnotations) -> Callable[[F], F]:
+        """Register the decorated function as a tool taking `model`'s arguments (see `strict_tool`)."""
+        def register(fn: F) -> F:
+            tools.append(strict_tool(readable_errors(fn), model, description=description, annotations=annotations))
+            return fn
+        return register
 
     async def run(op: str, req: m.Request) -> dict[str, Any]:
         """The typed request goes as is to this process's service, or once as JSON to the owner."""
         return await anyio.to_thread.run_sync(coordinator.call, op, req)
 
     def check(model: type[RQ], args: dict[str, Any]) -> RQ:
+        """The client's arguments parsed once, strictly, by the tool's model (see the module docstring)."""
         with timings.timed("mcp_parse"):
-            return m.parse(model, args)
+            return m.parse(model, _decoded(model, args))
 
     def reply(model: type[RS], result: dict[str, Any], max_chars: int | None = None) -> RS:
         """The answer validated once into the tool's output model (fitted to `max_chars` first)."""
         with timings.timed("mcp_reply"):
             return model.model_validate(result if max_chars is None else fit_memories(result, max_chars))
 
-    @server.tool(description="Store a memory (decision, fact, preference, note, code, ...) for every "
-                             "session of this project. Storing the same content with the same type again "
-                             "returns the existing memory as duplicate_of.",
-                 annotations=ToolAnnotations(title="Store a memory", read_only_hint=False,
-                                             destructive_hint=False, idempotent_hint=True,
-                                             open_world_hint=False))
-    @readable_errors
-    async def store_memory(
-        content: Annotated[str, Field(description="the text to remember")],
-        memory_type: Annotated[str, Field(description="a short slug: note, decision, fact, preference, "
-                                                      "code, conversation, ...")] = "note",
-        importance: Annotated[float, Field(description="0 (trivial) to 1 (critical)")] = 0.5,
-        tags: Annotated[list[str] | None, Field(description="labels to filter by")] = None,
-        metadata: Annotated[dict[str, Any] | None, Field(description="any JSON object")] = None,
-        context: Annotated[dict[str, Any] | None, Field(description="where it came from: file, task, ...")]
-        = None,
-        supersedes: Annotated[str | None, Field(description="id of a memory this one replaces (a corrected "
-                                                            "fact): the old one is kept, marked superseded_by, "
-                                                            "and left out of searches and lists")] = None,
-    ) -> m.StoreResult:
-        m.check_content(content, settings.memory.max_content_bytes)
-        args = check(m.StoreRequest, {
-            "id": m.new_id(), "content": content, "memory_type": memory_type, "importance": importance,
-            "tags": tags or [], "metadata": metadata or {}, "context": context or {}, "session": session,
-            "supersedes": supersedes,
-        })
-        return reply(m.StoreResult, await run("store", args))
+    @tool(m.StoreArgs, "Store a memory (decision, fact, preference, note, code, ...) for every session of this "
+                       "project. Storing the same content with the same type again returns the existing memory "
+                       "as duplicate_of.",
+          ToolAnnotations(title="Store a memory", read_only_hint=False, destructive_hint=False,
+                          idempotent_hint=True, open_world_hint=False))
+    async def store_memory(args: dict[str, Any]) -> m.StoreResult:
+        a = check(m.StoreArgs, args)
+        m.check_content(a.content, settings.memory.max_content_bytes)
+        if bad_session is not None:
+            raise bad_session
+        return reply(m.StoreResult, await run("store", a.request(m.new_id(), session)))
 
-    @server.tool(description="Find memories by meaning and by keywords (hybrid search: exact identifiers, "
-                             "error codes, config keys, paths rank first), best first, each with its cosine "
-                             "similarity to the query. mode=semantic or keyword uses one side only; "
-                             "since/until limit the creation time. The answer fits "
-                             "max_chars: long contents are cut with a marker (get_memory reads on).",
-                 annotations=_READ.model_copy(update={"title": "Search memories"}))
-    @readable_errors
-    async def retrieve_memory(
-        query: Annotated[str, Field(description="what you are looking for, in your own words")],
-        limit: Annotated[int, Field(description="at most this many (1-100)")] = 5,
-        types: Annotated[list[str] | None, Field(description="only these memory types")] = None,
-        tags: Annotated[list[str] | None, Field(description="only memories with any of these tags")] = None,
-        min_similarity: Annotated[float | None, Field(description="cosine floor, -1..1 (default from the "
-                                                                  "config, 0.25); keyword matches pass it in "
-                                                                  "hybrid mode, it does not apply to keyword "
-                                                                  "mode")]
-        = None,
-        include_metadata: Annotated[bool, Field(description="also return metadata and context")] = False,
-        mode: Annotated[str, Field(description="hybrid (default: meaning + keywords), semantic, keyword")]
-        = "hybrid",
-        since: Annotated[str | None, Field(description="only memories created at or after this: ISO 8601 "
-                                                       "or an age like 30m, 24h, 7d, 2w")] = None,
-        until: Annotated[str | None, Field(description="only memories created at or before this (same forms)")]
-        = None,
-        include_superseded: Annotated[bool, Field(description="also return memories replaced by newer ones")]
-        = False,
-        recency_weight: Annotated[float | None, Field(description="0-0.5: favour newer memories (default "
-                                                                  "from the config: 0, off)")] = None,
-        importance_weight: Annotated[float | None, Field(description="0-0.5: favour important memories "
-                                                                     "(default from the config: 0, off)")]
-        = None,
-        max_chars: MaxChars = DEFAULT_MAX_CHARS,
-    ) -> SizedRetrieveResult:
-        args = check(m.RetrieveRequest, {"query": query, "limit": limit, "types": types, "tags": tags,
-                                         "min_similarity": min_similarity,
-                                         "include_metadata": include_metadata, "mode": mode, "since": since,
-                                         "until": until, "include_superseded": include_superseded,
-                                         "recency_weight": recency_weight,
-                                         "importance_weight": importance_weight})
-        m.check_content(query, settings.memory.max_content_bytes, field="query")
-        return reply(SizedRetrieveResult, await run("retrieve", args), max_chars)
+    @tool(m.RetrieveArgs, "Find memories by meaning and by keywords (hybrid search: exact identifiers, error "
+                          "codes, config keys, paths rank first), best first, each with its cosine similarity "
+                          "to the query. mode=semantic or keyword uses one side only; since/until limit the "
+                          "creation time. The answer fits max_chars: long contents are cut with a marker "
+                          "(get_memory reads on).",
+          _READ.model_copy(update={"title": "Search memories"}))
+    async def retrieve_memory(args: dict[str, Any]) -> SizedRetrieveResult:
+        a = check(m.RetrieveArgs, args)
+        m.check_content(a.query, settings.memory.max_content_bytes, field="query")
+        return reply(SizedRetrieveResult, await run("retrieve", m.narrow(m.RetrieveRequest, a)), a.max_chars)
 
-    @server.tool(description="List memories, newest first, optionally filtered by type and tags. The "
-                             "answer fits max_chars: memories that do not fit are counted in omitted "
-                             "(read on with offset), long contents are cut with a marker.",
-                 annotations=_READ.model_copy(update={"title": "List memories"}))
-    @readable_errors
-    async def list_memories(
-        types: Annotated[list[str] | None, Field(description="only these memory types")] = None,
-        tags: Annotated[list[str] | None, Field(description="only memories with any of these tags")] = None,
-        limit: Annotated[int, Field(description="page size (1-1000)")] = 20,
-        offset: Annotated[int, Field(description="skip this many")] = 0,
-        include_content: Annotated[bool, Field(description="also return content, metadata, context")]
-        = False,
-        max_chars: MaxChars = DEFAULT_MAX_CHARS,
-    ) -> SizedListResult:
-        args = check(m.ListRequest, {"types": types, "tags": tags, "limit": limit, "offset": offset,
-                                     "include_content": include_content})
-        return reply(SizedListResult, await run("list", args), max_chars)
+    @tool(m.ListArgs, "List memories, newest first, optionally filtered by type and tags. The answer fits "
+                      "max_chars: memories that do not fit are counted in omitted (read on with offset), long "
+                      "contents are cut with a marker.",
+          _READ.model_copy(update={"title": "List memories"}))
+    async def list_memories(args: dict[str, Any]) -> SizedListResult:
+        a = check(m.ListArgs, args)
+        return reply(SizedListResult, await run("list", m.narrow(m.ListRequest, a)), a.max_chars)
 
-    @server.tool(description="Get one memory by id, with its content, metadata and context. A content "
-                             "longer than max_chars allows is shown from offset in pieces: pass "
-                             "next_offset as offset to read on.",
-                 annotations=_READ.model_copy(update={"title": "Get a memory"}))
-    @readable_errors
-    async def get_memory(
-        memory_id: Annotated[str, Field(description="the memory's id")],
-        offset: Annotated[int, Field(ge=0, description="show the content from this character on")] = 0,
-        max_chars: MaxChars = DEFAULT_MAX_CHARS,
-    ) -> MemoryPage:
-        mem = await run("get", check(m.GetRequest, {"memory_id": memory_id}))
+    @tool(m.GetArgs, "Get one memory by id, with its content, metadata and context. A content longer than "
+                     "max_chars allows is shown from offset in pieces: pass next_offset as offset to read on.",
+          _READ.model_copy(update={"title": "Get a memory"}))
+    async def get_memory(args: dict[str, Any]) -> MemoryPage:
+        a = check(m.GetArgs, args)
+        mem = await run("get", m.narrow(m.GetRequest, a))
         size = len(mem.get("content") or "")
-        if offset > size:
-            raise ToolError(f"offset {offset} is past the end of the content ({size} characters)")
-        return reply(MemoryPage, page_memory(mem, max_chars, offset))
+        if a.offset > size:
+            raise ToolError(f"offset {a.offset} is past the end of the content ({size} characters)")
+        return reply(MemoryPage, page_memory(mem, a.max_chars, a.offset))
 
-    @server.tool(description="Change fields of a memory: content (re-embedded), memory_type, importance, "
-                             "tags, metadata, context. The old values are overwritten.",
-                 annotations=ToolAnnotations(title="Update a memory", read_only_hint=False,
-                                             destructive_hint=True, idempotent_hint=True,
-                                             open_world_hint=False))
-    @readable_errors
-    async def update_memory(
-        memory_id: Annotated[str, Field(description="the memory's id")],
-        updates: Annotated[dict[str, Any], Field(description="the fields to change and their new values")],
-    ) -> m.UpdateResult:
-        args = check(m.UpdateRequest, {"memory_id": memory_id, "updates": updates})
-        content = (updates or {}).get("content")
-        if isinstance(content, str):
-            m.check_content(content, settings.memory.max_content_bytes)
-        return reply(m.UpdateResult, await run("update", args))
+    @tool(m.UpdateRequest, "Change fields of a memory: content (re-embedded), memory_type, importance, tags, "
+                           "metadata, context. The old values are overwritten.",
+          ToolAnnotations(title="Update a memory", read_only_hint=False, destructive_hint=True,
+                          idempotent_hint=True, open_world_hint=False))
+    async def update_memory(args: dict[str, Any]) -> m.UpdateResult:
+        a = check(m.UpdateRequest, args)
+        if a.updates.content is not None:
+            m.check_content(a.updates.content, settings.memory.max_content_bytes)
+        return reply(m.UpdateResult, await run("update", a))
 
-    @server.tool(description="Delete memories by id. Ids that do not exist are reported in not_found.",
-                 annotations=ToolAnnotations(title="Delete memories", read_only_hint=False,
-                                             destructive_hint=True, idempotent_hint=True,
-                                             open_world_hint=False))
-    @readable_errors
-    async def delete_memory(
-        memory_ids: Annotated[list[str], Field(description="ids of the memories to delete")],
-    ) -> m.DeleteResult:
-        args = check(m.DeleteRequest, {"memory_ids": memory_ids})
-        return reply(m.DeleteResult, await run("delete", args))
+    @tool(m.DeleteRequest, "Delete memories by id. Ids that do not exist are reported in not_found.",
+          ToolAnnotations(title="Delete memories", read_only_hint=False, destructive_hint=True,
+                          idempotent_hint=True, open_world_hint=False))
+    async def delete_memory(args: dict[str, Any]) -> m.DeleteResult:
+        return reply(m.DeleteResult, await run("delete", check(m.DeleteRequest, args)))
 
-    @server.tool(description="Totals by memory type, the engine, the embedding model and storage size.",
-                 annotations=_READ.model_copy(update={"title": "Memory statistics"}))
-    @readable_errors
-    async def memory_stats() -> m.StatsResult:
-        return reply(m.StatsResult, await run("stats", m.StatsRequest()))
+    @tool(m.StatsRequest, "Totals by memory type, the engine, the embedding model and storage size.",
+          _READ.model_copy(update={"title": "Memory statistics"}))
+    async def memory_stats(args: dict[str, Any]) -> m.StatsResult:
+        return reply(m.StatsResult, await run("stats", check(m.StatsRequest, args)))
 
-    @server.tool(description="Who owns the shared store now (pid, epoch, heartbeat, state), who waits, "
-                             "and this session's role. Never takes the lease.",
-                 annotations=_READ.model_copy(update={"title": "Coordination status"}))
-    @readable_errors
-    async def coordination_status() -> dict[str, Any]:
+    @tool(m.StatusArgs, "Who owns the shared store now (pid, epoch, heartbeat, state), who waits, and this "
+                        "session's role. Never takes the lease.",
+          _READ.model_copy(update={"title": "Coordination status"}))
+    async def coordination_status(args: dict[str, Any]) -> dict[str, Any]:
+        check(m.StatusArgs, args)
         st = await anyio.to_thread.run_sync(coordinator.status)
         return {**st, "timings": timings.snapshot()}
 
+    server: MCPServer = MCPServer(name="alunai-clarity", version=__version__, instructions=INSTRUCTIONS,
+                                  log_level=settings.log_level, tools=tools)
     add_context(server, settings, coordinator)
     return server

@@ -31,14 +31,18 @@ def digest(memories: list[dict[str, Any]]) -> str:
 
 
 _INTERNALS = ("Traceback", "File \"", " object at 0x", "<class ")
+# pydantic's own wording: an argument error must come in Clarity's words (clarity.memory.model.explain)
+PYDANTIC_TEXT = ("errors.pydantic.dev", "validation error for", "Input should", "[type=", "Extra inputs",
+                 "Field required", "List should", "String should", "Value error,")
 _BARE_SDK_ERROR = re.compile(r"^Error executing tool \w+$")  # the MCP SDK's answer to a crash
 
 
 def assert_readable(message: str) -> None:
-    """An error message a person can read: non-empty, bounded, no traceback or Python object repr."""
+    """An error message a person can read: non-empty, bounded, no traceback, Python object repr or
+    pydantic text."""
     assert message.strip(), "empty error message"
     assert len(message) < 4000, f"error message of {len(message)} characters"
-    for bad in _INTERNALS:
+    for bad in _INTERNALS + PYDANTIC_TEXT:
         assert bad not in message, f"{bad!r} in error message: {message[:500]}"
     assert not _BARE_SDK_ERROR.match(message.strip()), f"a crash without a message: {message}"
 

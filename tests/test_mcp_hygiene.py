@@ -34,6 +34,8 @@ def test_tools_are_annotated_keep_output_schemas_and_the_server_says_when_to_sto
                 assert t.output_schema is not None, name
                 assert a.read_only_hint is (name in READS), name
                 assert a.destructive_hint is (name in ("delete_memory", "update_memory")), name
+                # the input schema is Clarity's model: unknown keys refused, exact types
+                assert t.input_schema["additionalProperties"] is False, name
             assert tools["delete_memory"].annotations.idempotent_hint is True  # type: ignore[union-attr]
             assert tools["store_memory"].annotations.idempotent_hint is True  # type: ignore[union-attr]
             for name in ("retrieve_memory", "list_memories", "get_memory"):

@@ -143,7 +143,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("update", {"memory_id": new_id(), "updates": {"colour": "red"}}, "colour"),
     ("delete", {"memory_ids": []}, "memory_ids"),
     ("stats", {"verbose": True}, "verbose"),
-    ("backup", {"to": "/tmp"}, "to: Extra inputs are not permitted"),
+    ("backup", {"to": "/tmp"}, "to: not an argument of backup (it takes none)"),
     ("explode", {}, "unknown operation"),
 ]
 

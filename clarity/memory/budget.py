@@ -23,11 +23,17 @@ from typing import Any
 import pydantic_core
 from pydantic import BaseModel, Field
 
-from clarity.memory.model import ListResult, Memory, RetrieveResult
+from clarity.memory.model import (  # the bounds of max_chars live with the tools' argument models
+    DEFAULT_MAX_CHARS,
+    MAX_MAX_CHARS,
+    MIN_MAX_CHARS,
+    ListResult,
+    Memory,
+    RetrieveResult,
+)
 
-DEFAULT_MAX_CHARS = 20_000
-MIN_MAX_CHARS = 1_000
-MAX_MAX_CHARS = 100_000
+__all__ = ["DEFAULT_MAX_CHARS", "MAX_MAX_CHARS", "MIN_MAX_CHARS", "MemoryPage", "SizedListResult",
+           "SizedRetrieveResult", "Sized", "fit_memories", "marker", "measure", "page_memory", "water_fill"]
 _MIN_CONTENT = 200  # below this share, a memory is dropped rather than cut to nothing
 
 
