@@ -301,8 +301,12 @@ class Environment(_FromEnvironment):
     session_id: str | None = setting(None, "CLARITY_SESSION_ID",
                                      "names the session in what it stores (unset: pid and a random suffix)")
     model_cache: Path | None = setting(None, "CLARITY_MODEL_CACHE",
-                                       "a folder shared by many homes for the model files and their optimised "
-                                       "copy (about 90 MB); unset: `<home>/cache/models`")
+                                       "the folder of the model files and their optimised copy (about 90 MB), "
+                                       "one per user, shared by every project and session; unset: "
+                                       "`$XDG_CACHE_HOME/clarity`")
+    cache_home: Path | None = setting(None, "XDG_CACHE_HOME",
+                                      "the user's cache folder (unset: `~/Library/Caches` where that folder "
+                                      "exists, as on macOS, else `~/.cache`): the model cache is its `clarity`")
     runtime_dir: Path | None = setting(None, "XDG_RUNTIME_DIR",
                                        "sockets whose path in `<home>` is too long go to `$XDG_RUNTIME_DIR/"
                                        "clarity` (unset: `<tmp>/clarity-<uid>`)")
@@ -314,8 +318,21 @@ def session_id() -> str | None:
 
 
 def model_cache_dir() -> Path | None:
-    """CLARITY_MODEL_CACHE: the model folder shared by many homes (None: each home's own)."""
-    return Environment().model_cache
+    """The folder of the embedding model's files and their optimised copy, one per user (never in a
+    project): CLARITY_MODEL_CACHE, else `clarity` in the user's cache folder: `$XDG_CACHE_HOME` when it
+    is an absolute path, else `~/Library/Caches` where that folder exists (macOS), else `~/.cache`.
+    None when no user folder can be named (no home directory): the caller then uses the store's own."""
+    env = Environment()
+    if env.model_cache is not None:
+        return env.model_cache
+    if env.cache_home is not None and env.cache_home.is_absolute():
+        return env.cache_home / "clarity"
+    try:
+        user_home = Path.home()
+    except (RuntimeError, KeyError):  # no HOME and no password entry
+        return None
+    mac = user_home / "Library" / "Caches"
+    return (mac if mac.is_dir() else user_home / ".cache") / "clarity"
 
 
 def xdg_runtime_dir() -> Path | None:
@@ -353,6 +370,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
     return data
@@ -360,16 +379,19 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = True) -> Settings:
     """Read settings for `home` (see `resolve_home`); with `create`, make the layout and config.json.
+    Without it nothing is created (a home that does not exist yet reads as the defaults and the
+    variables): read-only commands use that on a project with no store.
 
     Raises ConfigError naming the file (or variable) and key when something is malformed. config.json
     is checked on its own first, so a mistake in it is reported even where a variable overrides the key.
     """
     choice = choose_home(home, env=environment())
     config_file = Layout(choice.path).config_file
+    _refuse_non_folder(choice.path)
     if create:
         make_layout(choice.path)
     data: dict[str, Any] = {}
-    if config_file.exists():
+    if config_file.is_file():
         data = _read_config_file(config_file)
     try:
         _WithoutVariables.model_validate(data)
@@ -380,17 +402,63 @@ def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = 
     except ValidationError as e:
         raise ConfigError(_describe_layers(e, config_file)) from e
     if create and not config_file.exists():
-        _write_defaults(config_file)
+        try:
+            _write_defaults(config_file)
+        except OSError as e:
+            raise ConfigError(f"cannot write {config_file}: {e.strerror or e}; choose a writable folder with "
+                              "--home DIR or CLARITY_HOME") from None
     return settings
+
+
+GITIGNORE = b"# Clarity's store: git ignores this whole folder\n*\n"
+
+
+def _refuse_non_folder(home: Path) -> None:
+    """ConfigError when `home` exists and is not a folder (a file given as --home)."""
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"the store folder {home} is a file, not a folder: give --home (or CLARITY_HOME) a "
+                          "folder; it is made if missing")
 
 
 def make_layout(home: Path) -> None:
     """Create <home> and its folders, mode 0700 (idempotent, safe when several processes race), and
     refuse (UnsafeStore: path, owner, mode, fix) any of them that is a symlink, belongs to another
-    user or is writable by group or others. `home` itself was resolved (links followed) before."""
-    home.parent.mkdir(parents=True, exist_ok=True)
-    for folder, what in Layout(home).private_folders():
-        ensure_private_dir(folder, what)
+    user or is writable by group or others. `home` itself was resolved (links followed) before.
+    A folder that cannot be made (read-only or missing parent, a file in the way) is a ConfigError in
+    one sentence naming the path and the fix. A new home gets `.gitignore` (`*`), so a store inside a
+    repository never shows in `git status`; an existing home without one gets it too (best effort)."""
+    _refuse_non_folder(home)
+    try:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        for folder, what in Layout(home).private_folders():
+            ensure_private_dir(folder, what)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(home) else ""
+        raise ConfigError(f"cannot create the store folder {home}: {e.strerror or e}{where}; choose a "
+                          "writable folder with --home DIR or CLARITY_HOME") from None
+    _write_gitignore(Layout(home).gitignore)
+
+
+def _write_gitignore(path: Path) -> None:
+    """`path` with GITIGNORE, unless it exists (never replaces a user's own). Best effort: a home that
+    cannot take it reports its real problem on its next write."""
+    if path.exists():
+        return
+    tmp = path.with_name(f".gitignore.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, GITIGNORE)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # complete or absent; never replaces one another process wrote first
+    except OSError:
+        pass
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _write_defaults(config_file: Path) -> None:

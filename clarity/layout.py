@@ -1,13 +1,17 @@
 """Every file and folder of a Clarity home, named once. Nothing else spells these names.
 
 ```
+<home>/.gitignore                    `*`: git ignores the whole store folder (written when it is made)
 <home>/config.json                   shared configuration (defaults written on first start)
 <home>/qdrant/                       the engine's storage (Edge: edge/, edge.gN/, edge.current, edge.lock)
+<home>/qdrant/clarity-store.json     the store's format and the Clarity version that wrote it
 <home>/qdrant/.qdrant_coordination/  lease.lock, records.lock, lease.json, epoch, standby.lock,
                                      waiters/<ticket>.json, owner.sock
 <home>/qdrant/.qdrant_coordination.epoch   the epoch counter's copy that survives the folder's deletion
-<home>/cache/  <home>/logs/clarity.log  <home>/backups/
+<home>/cache/  <home>/logs/clarity.log (+ .1 .. .3, rotated)  <home>/backups/
 ```
+
+The embedding model's files are not in a home: one copy per user (`clarity.config.model_cache_dir`).
 
 `Layout(home)` only names paths: it creates, opens and checks nothing (`config.make_layout` creates the
 folders; `clarity.platform.files` opens what is named here safely).
@@ -70,8 +74,18 @@ class Layout:
         return self.home / "config.json"
 
     @property
+    def gitignore(self) -> Path:
+        """`*`: keeps the store out of `git status` when the home is inside a repository."""
+        return self.home / ".gitignore"
+
+    @property
     def qdrant(self) -> Path:
         return self.home / "qdrant"
+
+    @property
+    def store_format(self) -> Path:
+        """The store's format version and the Clarity version that wrote it (`clarity.engines.store_format`)."""
+        return self.qdrant / "clarity-store.json"
 
     @property
     def edge_base(self) -> Path:

@@ -89,7 +89,10 @@ def find_checkout(start: Path) -> Checkout | None:
     """The git checkout `start` is in (walking up to the filesystem root), or None outside git."""
     for d in (start, *start.parents):
         dot_git = d / ".git"
-        if not (dot_git.is_dir() or dot_git.is_file()):
+        try:
+            if not (dot_git.is_dir() or dot_git.is_file()):
+                continue
+        except OSError:  # a folder on the way up this user may not search: no repository found there
             continue
         gitdir = _gitdir_of(dot_git)
         if gitdir is None or not (gitdir / "HEAD").exists():
@@ -142,7 +145,11 @@ def choose_home(explicit: str | os.PathLike[str] | None = None, *, env: Mapping[
     if env.get(PROJECT_DIR_VAR):
         project, origin = Path(env[PROJECT_DIR_VAR]).expanduser().resolve(), PROJECT_DIR_VAR
     else:
-        project, origin = (cwd or Path.cwd()).resolve(), "the current directory"
+        try:
+            project, origin = (cwd or Path.cwd()).resolve(), "the current directory"
+        except FileNotFoundError:
+            raise ConfigError("the current directory no longer exists: cd into your project (or give "
+                              "--home DIR)") from None
     where = f"project directory {project} ({origin})"
     co = find_checkout(project)
     if co is None:

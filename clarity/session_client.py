@@ -24,9 +24,9 @@ __all__ = ["SessionClient", "ToolCallError", "server_params"]
 def server_params(home: str | Path, env: dict[str, str] | None = None,
                   cwd: str | Path | None = None) -> StdioServerParameters:
     """Parameters that start `python -m clarity serve --home HOME` with this interpreter, in an
-    environment of this one's CLARITY_*, PATH, PYTHONPATH, HOME and TMP* variables (plus `env`)."""
+    environment of this one's CLARITY_*, PATH, PYTHONPATH, HOME, TMP* and XDG_* variables (plus `env`)."""
     full_env = {k: v for k, v in environment().items()
-                if k.startswith(("CLARITY_", "PATH", "PYTHONPATH", "HOME", "TMP"))}
+                if k.startswith(("CLARITY_", "PATH", "PYTHONPATH", "HOME", "TMP", "XDG_"))}
     full_env.update(env or {})
     return StdioServerParameters(command=sys.executable, args=["-m", "clarity", "serve", "--home", str(home)],
                                  env=full_env, cwd=str(cwd) if cwd else None)

@@ -10,10 +10,12 @@ import orjson
 import pytest
 
 from clarity.config import (
+    GITIGNORE,
     Settings,
     environment,
     environment_value,
     load_settings,
+    make_layout,
     model_cache_dir,
     resolve_home,
     session_id,
@@ -34,6 +36,39 @@ def test_first_start_creates_layout_and_default_config(home: Path) -> None:
     assert cfg["coordination"]["mode"] == "forward"
     assert cfg["memory"]["max_content_bytes"] == 32 * 1024
     assert s.home == home.resolve()
+    # the store ignores itself: a home inside a repository never shows in `git status`
+    assert "*" in (home / ".gitignore").read_text().splitlines()
+    assert s.layout.gitignore == home / ".gitignore"
+
+
+def test_an_existing_home_gets_a_gitignore_and_a_users_own_is_kept(home: Path) -> None:
+    load_settings(home)
+    (home / ".gitignore").unlink()
+    load_settings(home)  # a home made by an older version gets one on its next start
+    assert (home / ".gitignore").read_bytes() == GITIGNORE
+    (home / ".gitignore").write_text("*.log\n")
+    load_settings(home)
+    assert (home / ".gitignore").read_text() == "*.log\n"
+    assert not [p.name for p in home.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_without_create_nothing_is_made(tmp_path: Path) -> None:
+    where = tmp_path / "a" / "b" / "home"
+    s = load_settings(where, create=False)
+    assert s.home == where.resolve() and s.coordination.mode == "forward"
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_home_that_cannot_be_made_is_one_clear_error(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for create in (True, False):
+        with pytest.raises(ConfigError, match=r"is a file, not a folder: give --home"):
+            load_settings(afile, create=create)
+    with pytest.raises(ConfigError) as e:
+        make_layout(afile / "home")  # a file where a parent folder should be
+    assert str(afile / "home") in e.value.message and "--home" in e.value.message
+    assert afile.read_text() == "not a folder"
 
 
 def test_home_precedence_and_symlinks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,7 +176,7 @@ def test_every_variable_sets_its_key(home: Path, monkeypatch: pytest.MonkeyPatch
     listed = {cells[1].strip(" `"): cells[2].strip(" `") for cells in rows}
     assert {v: listed[v] for v in KNOWN_VARIABLES} == {v: key for v, (key, _) in KNOWN_VARIABLES.items()}
     assert set(listed) - set(KNOWN_VARIABLES) == {"CLARITY_HOME", "CLAUDE_PROJECT_DIR", "CLARITY_SESSION_ID",
-                                                  "CLARITY_MODEL_CACHE", "XDG_RUNTIME_DIR"}
+                                                  "CLARITY_MODEL_CACHE", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"}
 
 
 def test_defaults_written_without_variables(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,6 +239,24 @@ def test_environment_only_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert xdg_runtime_dir() == tmp_path
     assert environment_value("CLARITY_SESSION_ID") == "abc-1"
     assert environment()["CLARITY_SESSION_ID"] == "abc-1"
+
+
+def test_the_model_cache_is_one_per_user_never_in_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    user = tmp_path / "user"
+    user.mkdir()
+    monkeypatch.setenv("HOME", str(user))
+    for var in ("CLARITY_MODEL_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    assert model_cache_dir() == user / ".cache" / "clarity"  # Linux's convention
+    (user / "Library" / "Caches").mkdir(parents=True)
+    assert model_cache_dir() == user / "Library" / "Caches" / "clarity"  # where it exists: macOS's
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec: a relative path is ignored
+    assert model_cache_dir() == user / "Library" / "Caches" / "clarity"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert model_cache_dir() == tmp_path / "xdg" / "clarity"
+    monkeypatch.setenv("CLARITY_MODEL_CACHE", str(tmp_path / "mine"))  # the override wins
+    assert model_cache_dir() == tmp_path / "mine"
+    assert not (tmp_path / "xdg").exists() and not (user / ".cache").exists()  # naming it makes nothing
 
 
 def test_readme_table_is_generated() -> None:

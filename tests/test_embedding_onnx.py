@@ -85,25 +85,34 @@ def test_concurrent_embeds_agree(cache: Path) -> None:
         assert np.allclose(results[k], expected[k::4], atol=1e-5)
 
 
-def test_optimised_copy_is_built_once_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _own_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty per-user model cache for this test (the run's shared one is left alone)."""
     monkeypatch.delenv("CLARITY_MODEL_CACHE", raising=False)
-    emb = Embedder(DEFAULT_MODEL, tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "clarity"
+
+
+def test_optimised_copy_is_built_once_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = _own_user_cache(tmp_path, monkeypatch)
+    store_cache = tmp_path / "home" / "cache"
+    emb = Embedder(DEFAULT_MODEL, store_cache)
     first = np.array(emb.embed(["hello"]))
-    (opt,) = [p for p in (tmp_path / "models").iterdir() if "-ort" in p.name]
+    (opt,) = [p for p in models.iterdir() if "-ort" in p.name]
     assert {p.name for p in opt.iterdir()} == {"model.onnx", "model.onnx.data", "probe.json"}
     stamp = (opt / "model.onnx.data").stat().st_mtime_ns
-    again = np.array(Embedder(DEFAULT_MODEL, tmp_path).embed(["hello"]))
-    assert (opt / "model.onnx.data").stat().st_mtime_ns == stamp
+    again = np.array(Embedder(DEFAULT_MODEL, tmp_path / "other-home" / "cache").embed(["hello"]))
+    assert (opt / "model.onnx.data").stat().st_mtime_ns == stamp  # another project reuses the user's copy
     assert np.allclose(first, again, atol=1e-6)
-    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]  # no temp folder left
+    assert not [p for p in models.iterdir() if p.name.startswith(".")]  # no temp folder left
+    assert not store_cache.exists() and not (tmp_path / "other-home").exists()  # nothing in the projects
 
 
 @pytest.mark.parametrize("damage", ["truncate-data", "wrong-probe", "garbage-graph"])
 def test_a_damaged_optimised_copy_is_rebuilt(tmp_path: Path, fastembed_vectors: np.ndarray, damage: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CLARITY_MODEL_CACHE", raising=False)
+    models = _own_user_cache(tmp_path, monkeypatch)
     Embedder(DEFAULT_MODEL, tmp_path).embed(["build it"])
-    (opt,) = [p for p in (tmp_path / "models").iterdir() if "-ort" in p.name]
+    (opt,) = [p for p in models.iterdir() if "-ort" in p.name]
     if damage == "truncate-data":
         with (opt / "model.onnx.data").open("r+b") as f:
             f.truncate(1000)
@@ -115,6 +124,7 @@ def test_a_damaged_optimised_copy_is_rebuilt(tmp_path: Path, fastembed_vectors: 
     assert (got * fastembed_vectors).sum(1).min() >= 0.99999
     assert json.loads((opt / "probe.json").read_text()) != [0.0] * 383 + [1.0]
     assert (opt / "model.onnx.data").stat().st_size > 50_000_000
+    assert not [p for p in models.iterdir() if p.name.startswith(".")]  # the damaged copy was removed whole
 
 
 PROBE = """

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_ONLY = ("pytest", "hypothesis", "matplotlib", "rich", "ruff", "mypy", "fasteners")
+TEST_ONLY = ("pytest", "hypothesis", "matplotlib", "ruff", "mypy", "fasteners", "build", "twine")
 
 
 def test_the_wheel_holds_the_library_only(tmp_path: Path) -> None:

@@ -174,3 +174,13 @@ def test_with_the_switch_off_a_worktree_session_has_its_own_store(repo: tuple[Pa
             assert (await b.call("list_memories", {}))["total"] == 0
 
     run_async(scenario)
+
+
+def test_a_removed_current_directory_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(ConfigError, match="current directory no longer exists"):
+        choose_home(env={})
+    assert choose_home(tmp_path / "h", env={}).path == (tmp_path / "h").resolve()  # --home needs no cwd

@@ -156,7 +156,7 @@ def test_a_foreign_socket_fallback_folder_is_an_error_naming_it(neighbour: str, 
     folder.mkdir(mode=0o700)
     shutil.chown(folder, user=neighbour)
     home = tmp_path / ("x" * 80) / "home"
-    out = cli(home, "list", check=False, env={"TMPDIR": str(shared_base), "XDG_RUNTIME_DIR": ""})
+    out = cli(home, "store", "x", check=False, env={"TMPDIR": str(shared_base), "XDG_RUNTIME_DIR": ""})
     assert out.returncode != 0 and str(folder) in out.stderr and neighbour in out.stderr
 
 
@@ -168,11 +168,11 @@ def test_a_loose_socket_fallback_folder_is_an_error_and_xdg_runtime_dir_is_used(
     loose.mkdir()
     os.chmod(loose, 0o777)
     home = tmp_path / ("x" * 80) / "home"
-    out = cli(home, "list", check=False, env={"TMPDIR": str(tmp), "XDG_RUNTIME_DIR": ""})
+    out = cli(home, "store", "x", check=False, env={"TMPDIR": str(tmp), "XDG_RUNTIME_DIR": ""})
     assert out.returncode != 0 and str(loose) in out.stderr and "0777" in out.stderr
     xdg = tmp_path / "xdg"
     xdg.mkdir(mode=0o700)
-    out = cli(home, "list", check=False, env={"TMPDIR": str(tmp), "XDG_RUNTIME_DIR": str(xdg)})
+    out = cli(home, "store", "x", check=False, env={"TMPDIR": str(tmp), "XDG_RUNTIME_DIR": str(xdg)})
     assert out.returncode == 0, out.stderr
     assert stat.S_IMODE((xdg / "clarity").stat().st_mode) == 0o700
 

