@@ -208,7 +208,7 @@ def test_installed_from_a_git_marketplace_the_plugin_carries_the_server(
     (record,) = installed["plugins"][f"{PLUGIN}@{MARKETPLACE}"]
     root = Path(record["installPath"])
     assert root.is_relative_to(tmp_path / "home"), root
-    assert (root / "clarity" / "cli.py").is_file() and not (root / "clarity").is_symlink()
+    assert (root / "clarity" / "cli" / "__init__.py").is_file() and not (root / "clarity").is_symlink()
     assert (root / "pyproject.toml").is_file() and not (root / "pyproject.toml").is_symlink()
 
     t0 = time.monotonic()

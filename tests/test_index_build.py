@@ -288,6 +288,7 @@ def test_restore_over_an_indexed_store_is_a_new_generation_finished_after_a_kill
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clarity.engines import backup
     from clarity.engines.edge import layout as edge_layout
+    from clarity.memory import restore
 
     qdrant = tmp_path / "home" / "qdrant"
     base = qdrant / "edge"
@@ -307,7 +308,7 @@ def test_restore_over_an_indexed_store_is_a_new_generation_finished_after_a_kill
         if len(calls) == 1:
             real(b)
     monkeypatch.setattr(edge_layout, "finish_restore", first_call_only)
-    backup.restore_into_edge(file, qdrant, "m")
+    restore.restore_into_edge(file, qdrant, "m")
     assert current_dir(base).name == "edge.g1" and (qdrant / "edge.g2" / "READY").exists()
     monkeypatch.undo()
     again = EdgeEngine(base, index_threshold=0)

@@ -35,7 +35,7 @@ PACKAGE = REPO / "clarity"
 # Adjusted to the code: clarity/__init__.py only holds __version__ and imports nothing, and
 # coordination/lease.py and mcp_server.py read __version__ from it, so it sits on floor 1, not 12.
 FLOORS: list[tuple[float, tuple[str, ...]]] = [
-    (1, ("clarity/errors.py", "clarity/layout.py", "clarity/__init__.py")),
+    (1, ("clarity/errors.py", "clarity/layout.py", "clarity/values.py", "clarity/__init__.py")),
     (2, ("clarity/platform/",)),
     (3, ("clarity/timings.py", "clarity/project.py")),
     (4, ("clarity/config.py", "clarity/faults.py")),
@@ -48,7 +48,7 @@ FLOORS: list[tuple[float, tuple[str, ...]]] = [
     (9, ("clarity/context.py", "clarity/session_client.py", "clarity/demo.py")),
     (10, ("clarity/mcp_context.py",)),
     (11, ("clarity/mcp_server.py",)),
-    (12, ("clarity/cli.py", "clarity/__main__.py")),
+    (12, ("clarity/cli/", "clarity/__main__.py")),
 ]
 
 OS_ONLY_NAMES = frozenset({"fcntl", "prctl", "posix_fadvise", "malloc_trim", "mallopt"})

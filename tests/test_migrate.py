@@ -208,3 +208,52 @@ def test_sigkill_of_the_parent_kills_the_child(home: Path, tmp_path: Path) -> No
     assert _gone(child), f"the migration child {child} outlived its parent"
     migrate_if_needed(load_settings(home), DIM, nullcontext)
     check_migrated(home, points)
+
+
+class _RunsCode:
+    """Pickles as `os.system(cmd)`: what a crafted store holds to run code in whoever unpickles it."""
+
+    def __init__(self, cmd: str) -> None:
+        self.cmd = cmd
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (self.cmd,)
+
+
+def test_a_crafted_legacy_store_runs_nothing_and_stays(home: Path, tmp_path: Path) -> None:
+    import pickle
+    import sqlite3
+
+    write_legacy(home, 60)
+    settings = load_settings(home)
+    (sqlite,) = (settings.qdrant_path / "collection" / "memories").glob("*.sqlite")
+    marker = tmp_path / "marker"
+    con = sqlite3.connect(sqlite)
+    with con:
+        con.execute("UPDATE points SET point = ? WHERE rowid = 7", (pickle.dumps(_RunsCode(f"touch {marker}")),))
+    con.close()
+    before = _legacy_files(home)
+    with pytest.raises(MigrationFailed) as err:
+        migrate_if_needed(settings, DIM, nullcontext)
+    assert not marker.exists(), "the migration ran code from the legacy store"
+    assert str(sqlite) in err.value.message and "unreadable" in err.value.message, err.value.message
+    assert _legacy_files(home) == before and not edge_dir(settings.qdrant_path).exists()
+
+
+def test_a_garbage_meta_json_is_named(home: Path) -> None:
+    write_legacy(home, 10)
+    settings = load_settings(home)
+    (settings.qdrant_path / "meta.json").write_bytes(b"\x00\xff not json")
+    with pytest.raises(MigrationFailed) as err:
+        migrate_if_needed(settings, DIM, nullcontext)
+    assert str(settings.qdrant_path / "meta.json") in err.value.message, err.value.message
+    assert legacy_present(settings.qdrant_path) and not edge_dir(settings.qdrant_path).exists()
+
+
+def test_a_legacy_vector_of_another_size_is_named(home: Path) -> None:
+    points = write_legacy(home, 20)
+    settings = load_settings(home)
+    with pytest.raises(MigrationFailed) as err:
+        migrate_if_needed(settings, DIM + 1, nullcontext)
+    assert "385" in err.value.message and any(pid in err.value.message for pid in points), err.value.message
+    assert legacy_present(settings.qdrant_path) and not edge_dir(settings.qdrant_path).exists()

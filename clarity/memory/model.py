@@ -41,7 +41,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from clarity.errors import InvalidArgument
-from clarity.memory.values import check_json, check_text
+from clarity.values import check_json, check_text, number, quote, shown
 
 MAX_TAGS = 32
 MAX_FILTERS = 100
@@ -81,7 +81,7 @@ def _check_uuid(value: str) -> str:
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError) as e:
-        what = _quote(value, 60) if isinstance(value, str) else "it"
+        what = quote(value, 60) if isinstance(value, str) else "it"
         raise ValueError(f"{what} is not a memory id (a UUID)") from e
 
 
@@ -514,35 +514,6 @@ _TYPE_ERRORS = {"int_type": "integer", "float_type": "number", "bool_type": "boo
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,39}$")
 
 
-def _quote(text: str, limit: int = 40) -> str:
-    """`text` as a short JSON string: cut to `limit` characters, escaped unless it is printable."""
-    shown = json.dumps(text[:limit], ensure_ascii=not text[:limit].isprintable())
-    return shown + (f" ({len(text)} characters)" if len(text) > limit else "")
-
-
-def _number(value: int | float) -> str:
-    if isinstance(value, int) and value.bit_length() > 128:  # not printed whole (nor converted: slow)
-        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
-    return repr(value)
-
-
-def shown(value: Any) -> str:
-    """What a caller sent, in JSON's words: `the string "5"`, `the number 5.0`, `true`, `null`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"the number {_number(value)}"
-    if isinstance(value, str):
-        return f"the string {_quote(value)}"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a value of type {type(value).__name__}"
-
-
 def _where(loc: tuple[int | str, ...]) -> str:
     """`tags[0]`, `updates.importance`, `metadata."odd key"`."""
     out = ""
@@ -550,7 +521,7 @@ def _where(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            name = part if _PLAIN_KEY.match(part) else _quote(part)
+            name = part if _PLAIN_KEY.match(part) else quote(part)
             out += f".{name}" if out else name
     return out or "arguments"
 
@@ -622,7 +593,7 @@ def _problem(model: type[BaseModel], err: ErrorDetails) -> str:
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         words = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most",
                  "less_than": "less than"}[kind]
-        got = _number(value) if isinstance(value, int | float) else shown(value)
+        got = number(value) if isinstance(value, int | float) else shown(value)
         return f"must be {words} {bound}, not {got}"
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length" if kind == "too_short" else "max_length")
@@ -641,7 +612,7 @@ def _problem(model: type[BaseModel], err: ErrorDetails) -> str:
                     f"not {shown(value)}")
         return f"must match {ctx.get('pattern')}, not {shown(value)}"
     if kind == "finite_number":
-        return f"must be a finite number, not {_number(value) if isinstance(value, float) else shown(value)}"
+        return f"must be a finite number, not {number(value) if isinstance(value, float) else shown(value)}"
     msg = str(err["msg"])
     if kind in ("value_error", "assertion_error"):  # Clarity's own validators: their message as is
         return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")

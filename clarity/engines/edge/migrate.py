@@ -7,9 +7,11 @@ A home written by the qdrant-client version holds `<home>/qdrant/meta.json` and
 1. build the shard in `<home>/qdrant/edge.migrating/` (a leftover one from a killed run is discarded,
    once no child of that run is alive): a child process (`clarity.engines.edge.migrate_child`, run by
    `clarity.platform.children.run_child` with a deadline, dying with this process) copies ids, vectors
-   and payloads in batches, verifies the count and flushes, so the legacy store's unpickled copy dies
-   with it; this process counts the shard again; write the marker `clarity-migrated.json` (source
-   count, backup folder name) inside it;
+   and payloads in batches (read by `clarity.engines.qdrant_local`, which never runs code from the
+   store's pickles; written in the engine's payload encoding, so every value comes back exactly),
+   verifies the count and flushes, so whatever reading the legacy store cost dies with it; this process
+   counts the shard again; write the marker `clarity-migrated.json` (source count, backup folder name)
+   inside it;
 2. commit: rename `edge.migrating` -> `edge` (atomic);
 3. move the legacy files into `<home>/backups/<name from the marker>/`, `meta.json` last.
 

@@ -1,16 +1,23 @@
 """The copy step of the legacy -> Edge migration, run in a child process.
 
-qdrant-client's local mode unpickles the whole legacy store into the memory of whoever opens it, and
-Python never gives that memory back: an owner that migrated 100k memories in-process kept 1.45 GiB of
-RSS for its whole life. So the owner (the parent, which keeps holding the maintenance lock) runs
+The legacy store is read by `clarity.engines.qdrant_local`, not by qdrant-client: qdrant-client unpickles
+every row with `pickle.loads`, which runs whatever code a crafted store holds, and keeps the whole store in
+the memory of whoever opens it (an owner that migrated 100k memories in-process kept 1.45 GiB of RSS for its
+whole life). The reader unpickles only the classes a qdrant-client store holds, streams the rows, and
+writes nothing. The copy still runs in a child, so that whatever the store costs (memory, a crafted file's
+worst) dies with it: the owner (the parent, which keeps holding the maintenance lock) runs
 `python -m clarity.engines.edge.migrate_child ...`; the child reads the legacy collection, builds the shard
-in the temporary folder the parent names, verifies and flushes it, reports the counts as one JSON line
-on its stdout (a pipe to the parent, never the MCP channel; everything else it prints goes to stderr)
-and exits, taking that memory with it.
+in the temporary folder the parent names, verifies and flushes it, reports the counts as one JSON line on
+its stdout (a pipe to the parent, never the MCP channel; everything else it prints goes to stderr) and exits.
+
+Every point is written in the engine's one payload encoding (`edge_shard.edge_point`), so every value of
+its payload comes back exactly; a point is refused (the migration fails, naming the file and the point)
+when its id is not a UUID, its payload holds what a memory cannot (`clarity.values.check_json`) or
+its vector is not one of this store's dimension (`clarity.engines.points.vector`).
 
 Guarantees:
-- The parent never imports qdrant_client; it accepts the copy only when the child exits 0 within the
-  deadline and reports equal counts, and then counts the built shard itself.
+- The parent never imports qdrant_client (nor does the child); it accepts the copy only when the child
+  exits 0 within the deadline and reports equal counts, and then counts the built shard itself.
 - A child that fails, hangs past the deadline (killed) or dies leaves the legacy store untouched and
   raises `MigrationFailed` in the parent with the child's error.
 - A SIGKILL of the parent kills the child (`clarity.platform.children.die_with_parent`: at once on
@@ -27,12 +34,14 @@ import argparse
 import logging
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from clarity import faults
+from clarity.errors import ClarityError
 from clarity.platform.children import die_with_parent
 from clarity.platform.locks import try_lock_file
 
@@ -42,49 +51,70 @@ LOCK_FILE = "edge.migrating.lock"
 BATCH = 4096
 
 
-def _vector(v: Any) -> list[float]:
-    if isinstance(v, dict):  # a named vector: the first dense one
-        v = next(x for x in v.values() if isinstance(x, list))
-    return list(v)
+def _edge_point(item: Any, dim: int, db: Path) -> Any:
+    """The Edge point of a legacy point (`qdrant_local.LegacyPoint`), or ClarityError naming it."""
+    from clarity.engines.edge.shard import edge_point
+    from clarity.engines.points import BadRecord, vector
+    from clarity.engines.qdrant_local import BadPoint
+    from clarity.values import check_json
+
+    if isinstance(item, BadPoint):
+        raise ClarityError(f"{db}: the point {item.label} cannot be migrated: {item.why}")
+    try:
+        memory_id = str(uuid.UUID(item.id)) if isinstance(item.id, str) else None
+    except ValueError:
+        memory_id = None
+    if memory_id is None:
+        raise ClarityError(f"{db}: the point {item.id} cannot be migrated: its id is not a UUID")
+    dense = item.dense.get("", next(iter(item.dense.values()), None))  # the unnamed vector, else the first
+    try:
+        check_json(item.payload, "payload")
+        return edge_point(memory_id, vector(dense, dim), item.payload)
+    except BadRecord as e:
+        raise ClarityError(f"{db}: the point {item.id} cannot be migrated: {e.message}") from None
+    except ValueError as e:
+        raise ClarityError(f"{db}: the point {item.id} cannot be migrated: {e}") from None
 
 
 def copy_legacy(qdrant_path: Path, target: Path, dim: int, collection: str) -> tuple[int, int]:
     """Copy every point of the legacy collection into a new shard at `target`, flushed; returns
-    (legacy count, shard count). Raises when they differ."""
+    (legacy count, shard count). Raises when they differ, or when the store cannot be read or a point
+    cannot be migrated (ClarityError naming the file)."""
     import qdrant_edge as q
-    from qdrant_client import QdrantClient
 
-    from clarity.engines.edge.shard import edge_vectors, open_shard
+    from clarity.engines.edge.shard import open_shard
+    from clarity.engines.qdrant_local import open_store
 
-    client = QdrantClient(path=str(qdrant_path))
+    store = open_store(qdrant_path)
+    present = collection in store.collections
+    rows = store.row_count(collection) if present else 0
+    db = store.storage(collection)
+    shard = open_shard(target, dim)
     try:
-        expected = int(client.count(collection, exact=True).count) if client.collection_exists(collection) else 0
-        shard = open_shard(target, dim)
-        try:
-            copied = 0
-            offset: Any = None
-            while expected:
-                recs, offset = client.scroll(collection, limit=BATCH, offset=offset, with_payload=True,
-                                             with_vectors=True)
-                pts = [q.Point(str(r.id), edge_vectors(_vector(r.vector), dict(r.payload or {})),
-                               dict(r.payload or {})) for r in recs if r.vector is not None]
-                if pts:
-                    shard.update(q.UpdateOperation.upsert_points(pts))
-                copied += len(pts)
-                if copied >= expected / 2:
-                    faults.point("migrate.copy")
-                if offset is None:
-                    break
-            got = int(shard.count(q.CountRequest(exact=True)))
-            if got != expected or copied != expected:
-                raise RuntimeError(f"migration copied {copied} points, the shard counts {got}, "
-                                   f"the legacy store {expected}")
-            shard.flush()
-        finally:
-            shard.close()
-        return expected, got
+        copied = 0
+        batch: list[Any] = []
+
+        def write() -> None:
+            nonlocal copied, batch
+            shard.update(q.UpdateOperation.upsert_points(batch))
+            copied += len(batch)
+            batch = []
+            if copied >= rows / 2:
+                faults.point("migrate.copy")
+
+        for item in store.points(collection, with_vectors=True) if present else ():
+            batch.append(_edge_point(item, dim, db))
+            if len(batch) >= BATCH:
+                write()
+        if batch:
+            write()
+        got = int(shard.count(q.CountRequest(exact=True)))
+        if got != copied:
+            raise RuntimeError(f"migration copied {copied} points, the shard counts {got}")
+        shard.flush()
     finally:
-        client.close()
+        shard.close()
+    return copied, got
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,13 +103,18 @@ def _dense(vec: Any) -> list[float] | None:
 # Free-form JSON payload fields are stored as JSON text: Edge parses payload floats without exact
 # round-tripping (about 1 random float in 9 came back one ulp off), and a memory's metadata must come
 # back exactly as it was stored. Nothing filters on these fields, so nothing is lost by that.
+# This is the one encoding of a payload written into a shard: the engine's upsert, restore and the
+# migration all go through `_to_edge_payload` (`edge_point`); an index build copies payloads as Edge
+# returns them, i.e. already encoded, and must not encode them again.
 OPAQUE_KEYS = ("metadata", "context")
 
 
 def _to_edge_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` as it is written into the shard: every opaque field as JSON text (a text value too,
+    so that reading it back cannot mistake it for JSON: "5" is stored as '"5"')."""
     out = dict(payload)
     for key in OPAQUE_KEYS:
-        if key in out and not isinstance(out[key], str):
+        if key in out:
             out[key] = orjson.dumps(out[key]).decode()
     return out
 
@@ -140,6 +145,15 @@ def edge_vectors(dense: Sequence[float] | None, payload: dict[str, Any],
     if sv is not None:
         out[SPARSE] = q.SparseVector(sv[0], sv[1])
     return out
+
+
+def edge_point(point_id: str, dense: Sequence[float] | None, payload: dict[str, Any],
+               sparse: tuple[list[int], list[float]] | None = None) -> Any:
+    """The Edge point of a memory: its vectors (`edge_vectors`) and its payload in the engine's encoding
+    (`_to_edge_payload`). `payload` is a memory's payload as the engine's readers return it (decoded)."""
+    import qdrant_edge as q
+
+    return q.Point(point_id, edge_vectors(dense, payload, sparse), _to_edge_payload(payload))
 
 
 def backfill_sparse(shard: Any) -> int:

@@ -7,10 +7,13 @@ other than tab, newline and carriage return; JSON values are null, booleans, 64-
 integers, finite floats, such texts, lists, and objects with text keys, nested at most
 `MAX_DEPTH` deep. Each check raises ValueError with a message naming the offending place, which
 `model.parse` turns into InvalidArgument. Size limits are the models' job, not these checks'.
+`shown`/`quote` put a value into a message in JSON's words (`the string "5"`). Nothing here imports
+any other part of Clarity: requests, records read from files and the engines' checks share it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -77,3 +80,34 @@ def _walk(value: Any, where: str, depth: int) -> None:
             _walk(item, f"{where}.{key[:40]}", depth + 1)
         return
     raise ValueError(f"{where} holds a {type(value).__name__}, which is not a JSON value")
+
+
+# ---- showing a value in a message -------------------------------------------------------------
+
+def quote(text: str, limit: int = 40) -> str:
+    """`text` as a short JSON string: cut to `limit` characters, escaped unless it is printable."""
+    shown = json.dumps(text[:limit], ensure_ascii=not text[:limit].isprintable())
+    return shown + (f" ({len(text)} characters)" if len(text) > limit else "")
+
+
+def number(value: int | float) -> str:
+    if isinstance(value, int) and value.bit_length() > 128:  # not printed whole (nor converted: slow)
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return repr(value)
+
+
+def shown(value: Any) -> str:
+    """What a caller sent, in JSON's words: `the string "5"`, `the number 5.0`, `true`, `null`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {number(value)}"
+    if isinstance(value, str):
+        return f"the string {quote(value)}"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a value of type {type(value).__name__}"

@@ -1,0 +1,89 @@
+"""The commands on single memories: `store` one, and `get`, `update` or `delete` by id.
+
+`get`, `update` and `delete` on a project with no store create nothing: `get`/`update` answer not
+found (exit 1), `delete` reports every id not found (exit 1) after checking the ids as the store
+would. `update` with nothing to change is refused (exit 2) before the store is asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import orjson
+
+from clarity.cli.exits import EXIT_NOT_DONE
+from clarity.cli.output import note, out
+from clarity.cli.render import head
+from clarity.cli.store_access import no_store, store_exists, with_coordinator
+from clarity.config import Settings
+from clarity.errors import InvalidArgument, NotFound
+from clarity.memory.model import new_id
+
+
+def cmd_store(settings: Settings, a: argparse.Namespace) -> int:
+    args = {"id": new_id(), "content": a.text, "memory_type": a.type, "importance": a.importance,
+            "tags": a.tag or [], "session": f"cli-{os.getpid()}"}
+    res = with_coordinator(settings, "store", args)
+    what = "stored" if res["stored"] else f"already stored as {res['duplicate_of']}"
+    if res.get("similar_to"):
+        what += " (similar to " + ", ".join(f"{x['id']} at {x['similarity']:.2f}" for x in res["similar_to"]) + ")"
+    out(res, a.json, f"{what}: {res['id']}")
+    return 0
+
+
+def cmd_get(settings: Settings, a: argparse.Namespace) -> int:
+    if not store_exists(settings):
+        raise NotFound(f"no memory with id {a.id}: {no_store(settings)}")
+    mem = with_coordinator(settings, "get", {"memory_id": a.id})
+    lines = [head(mem),
+             f"created {mem['created_at']}, updated {mem['updated_at']}, session {mem.get('session') or '-'}"]
+    if mem.get("supersedes"):
+        lines.append(f"supersedes {mem['supersedes']}")
+    if mem.get("superseded_by"):
+        lines.append(f"superseded by {mem['superseded_by']}")
+    for key in ("metadata", "context"):
+        if mem.get(key):
+            lines.append(f"{key}: " + orjson.dumps(mem[key]).decode())
+    lines += ["", mem.get("content") or ""]
+    out(mem, a.json, "\n".join(lines))
+    return 0
+
+
+def cmd_update(settings: Settings, a: argparse.Namespace) -> int:
+    updates: dict[str, Any] = {}
+    if a.content is not None:
+        updates["content"] = a.content
+    if a.type is not None:
+        updates["memory_type"] = a.type
+    if a.importance is not None:
+        updates["importance"] = a.importance
+    if a.tag is not None:
+        updates["tags"] = a.tag
+    if not updates:
+        raise InvalidArgument("nothing to update: give at least one of --content, --type, --importance, --tag")
+    if not store_exists(settings):
+        raise NotFound(f"no memory with id {a.id}: {no_store(settings)}")
+    res = with_coordinator(settings, "update", {"memory_id": a.id, "updates": updates})
+    again = " (content embedded again)" if res["reembedded"] else ""
+    out(res, a.json, f"updated {res['id']}: {', '.join(res['updated_fields'])}{again}")
+    return 0
+
+
+def cmd_delete(settings: Settings, a: argparse.Namespace) -> int:
+    if store_exists(settings):
+        res = with_coordinator(settings, "delete", {"memory_ids": a.ids})
+    else:
+        from clarity.memory.model import DeleteRequest, parse
+
+        # the ids are checked as the store would check them
+        res = {"deleted": [], "not_found": parse(DeleteRequest, {"memory_ids": a.ids}).memory_ids}
+        note(no_store(settings))
+    parts = []
+    if res["deleted"]:
+        parts.append(f"deleted {len(res['deleted'])}: " + " ".join(res["deleted"]))
+    if res["not_found"]:
+        parts.append(f"not found {len(res['not_found'])}: " + " ".join(res["not_found"]))
+    out(res, a.json, "\n".join(parts))
+    return EXIT_NOT_DONE if res["not_found"] else 0
