@@ -1,3 +1,3 @@
 """Clarity: a memory server for coding agents, one embedded Qdrant shared by every session."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

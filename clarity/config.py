@@ -16,6 +16,7 @@ This module is the one reader of the process environment: other modules ask `env
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from clarity import __version__
 from clarity.errors import ConfigError
 from clarity.layout import Layout
 from clarity.platform.files import ensure_private_dir
@@ -377,6 +379,24 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _known_keys(data: dict[str, Any], model: type[BaseModel], source: Path, prefix: str = "") -> dict[str, Any]:
+    """`data` without the keys `model` does not declare, each named in a warning: a config.json written by
+    a newer Clarity (more settings) must not stop an older one from starting on the same store. A
+    misspelt key is ignored the same way, with the same warning naming it."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None or field.exclude:
+            logging.getLogger(__name__).warning(
+                "%s: ignoring %s%s, which this Clarity (%s) does not know (a newer version's setting, or a typo)",
+                source, prefix, key, __version__)
+            continue
+        section = _section_of(field)
+        out[key] = (_known_keys(value, section, source, f"{prefix}{key}.")
+                    if section is not None and isinstance(value, dict) else value)
+    return out
+
+
 def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = True) -> Settings:
     """Read settings for `home` (see `resolve_home`); with `create`, make the layout and config.json.
     Without it nothing is created (a home that does not exist yet reads as the defaults and the
@@ -392,7 +412,7 @@ def load_settings(home: str | os.PathLike[str] | None = None, *, create: bool = 
         make_layout(choice.path)
     data: dict[str, Any] = {}
     if config_file.is_file():
-        data = _read_config_file(config_file)
+        data = _known_keys(_read_config_file(config_file), Settings, config_file)
     try:
         _WithoutVariables.model_validate(data)
     except ValidationError as e:

@@ -30,7 +30,7 @@ class Recorder:
 
 def _submit(b: Batcher, rec: Recorder, i: int, out: dict[int, Any], deadline_s: float = 30.0) -> None:
     try:
-        out[i] = (b.submit({"id": i}, time.time() + deadline_s, lambda: None, rec), time.monotonic())
+        out[i] = (b.submit({"id": i}, time.monotonic() + deadline_s, lambda: None, rec), time.monotonic())
     except Exception as e:
         out[i] = (e, time.monotonic())
 
@@ -53,7 +53,7 @@ def _queued(b: Batcher, n: int) -> None:
 def test_lone_caller_runs_at_once_as_a_batch_of_one() -> None:
     b, rec = Batcher(threading.Lock(), 5.0), Recorder()
     t0 = time.monotonic()
-    assert b.submit({"id": 1}, time.time() + 5, lambda: None, rec) == {"id": 1}
+    assert b.submit({"id": 1}, time.monotonic() + 5, lambda: None, rec) == {"id": 1}
     assert rec.batches == [[{"id": 1}]] and time.monotonic() - t0 < 1.0
 
 
@@ -137,6 +137,6 @@ def test_a_failed_check_fails_only_the_leaders_item() -> None:
         raise CoordinationTimeout("not the owner")
 
     with pytest.raises(CoordinationTimeout):
-        b.submit({"id": 1}, time.time() + 5, not_owner, rec)
+        b.submit({"id": 1}, time.monotonic() + 5, not_owner, rec)
     assert not rec.batches and not b._queue
-    assert b.submit({"id": 2}, time.time() + 5, lambda: None, rec) == {"id": 2}
+    assert b.submit({"id": 2}, time.monotonic() + 5, lambda: None, rec) == {"id": 2}

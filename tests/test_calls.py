@@ -62,7 +62,7 @@ def test_a_call_whose_caller_gave_up_while_it_waited_for_the_owner_is_never_appl
     owner.own.op_lock.acquire()  # the owner is busy with a long operation
     try:
         with pytest.raises((OwnerTimeout, CoordinationTimeout)):  # unknown outcome, or "nothing was applied"
-            PeerClient(owner.socket_path, 1 << 20).request("store", args, time.time() + 0.5)
+            PeerClient(owner.socket_path, 1 << 20).request("store", args, time.monotonic() + 0.5)
         time.sleep(0.3)
     finally:
         owner.own.op_lock.release()
@@ -95,7 +95,7 @@ def test_a_step_down_sends_the_reply_of_an_operation_that_ran(owner: Coordinator
     monkeypatch.setattr(svc.embedder, "embed", embed_then_queue_a_waiter)
     try:
         args = _store_args("stored just before the owner hands off")
-        reply = PeerClient(owner.socket_path, 1 << 20).request("store", args, time.time() + 30)
+        reply = PeerClient(owner.socket_path, 1 << 20).request("store", args, time.monotonic() + 30)
         assert reply["stored"] and reply["id"] == args["id"]
         def serving() -> list[threading.Thread]:
             return [t for t in threading.enumerate() if t.name.startswith(("clarity-peer", "clarity-owner"))]
@@ -119,7 +119,7 @@ def test_connect_is_bounded_by_the_deadline(tmp_path: Path) -> None:
 
     def go() -> None:
         try:
-            PeerClient(path, 4096).request("echo", {}, time.time() + 0.05)
+            PeerClient(path, 4096).request("echo", {}, time.monotonic() + 0.05)
         except BaseException as e:
             result.append(e)
 
@@ -148,8 +148,8 @@ def test_an_oversized_reply_becomes_an_error_that_says_how_to_page(tmp_path: Pat
     try:
         client = PeerClient(srv.path, 4096)
         with pytest.raises(ReplyTooLarge, match="smaller `limit`"):
-            client.request("big", {}, time.time() + 5)
-        assert client.request("echo", {"a": 1}, time.time() + 5) == {"echo": {"a": 1}}
+            client.request("big", {}, time.monotonic() + 5)
+        assert client.request("echo", {"a": 1}, time.monotonic() + 5) == {"echo": {"a": 1}}
     finally:
         srv.stop()
 
@@ -159,12 +159,12 @@ def test_idle_connections_time_out_and_the_client_reconnects(tmp_path: Path) -> 
     srv.start()
     try:
         client = PeerClient(srv.path, 4096)
-        assert client.request("echo", {}, time.time() + 5) == {"echo": {}}
+        assert client.request("echo", {}, time.monotonic() + 5) == {"echo": {}}
         end = time.monotonic() + 5
         while [t for t in threading.enumerate() if t.name.startswith("clarity-peer")] and time.monotonic() < end:
             time.sleep(0.05)
         assert not [t for t in threading.enumerate() if t.name.startswith("clarity-peer")]
-        assert client.request("echo", {"again": True}, time.time() + 5) == {"echo": {"again": True}}
+        assert client.request("echo", {"again": True}, time.monotonic() + 5) == {"echo": {"again": True}}
     finally:
         srv.stop()
     assert not [t for t in threading.enumerate() if t.name.startswith(("clarity-peer", "clarity-owner"))]
@@ -184,7 +184,7 @@ def test_an_unexpected_error_reads_the_same_from_owner_and_peer(owner: Coordinat
         owner.call("list", {})
     assert owner.socket_path is not None
     with pytest.raises(ClarityError) as there:
-        PeerClient(owner.socket_path, 1 << 20).request("list", {}, time.time() + 5)
+        PeerClient(owner.socket_path, 1 << 20).request("list", {}, time.monotonic() + 5)
     assert here.value.message == there.value.message == "list failed in the owner: RuntimeError: boom"
 
 
@@ -216,8 +216,8 @@ def test_the_client_drops_its_connection_after_a_receive_error(tmp_path: Path) -
     t.start()
     client = PeerClient(path, 4096)
     with pytest.raises(ProtocolError):
-        client.request("echo", {}, time.time() + 5)
-    assert client.request("echo", {}, time.time() + 5) == {"fresh": True}
+        client.request("echo", {}, time.monotonic() + 5)
+    assert client.request("echo", {}, time.monotonic() + 5) == {"fresh": True}
     assert served == [0, 1]  # the second call went over a new connection
     client.close()
     t.join(timeout=5)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -102,7 +103,6 @@ def test_env_overrides_config(home: Path, monkeypatch: pytest.MonkeyPatch) -> No
         (b"[1, 2]", "must hold a JSON object"),
         (orjson.dumps({"memory": {"min_similarity": 7}}), "memory.min_similarity"),
         (orjson.dumps({"coordination": {"mode": "turbo"}}), "coordination.mode"),
-        (orjson.dumps({"colour": "blue"}), "colour"),
     ],
 )
 def test_malformed_config_names_file_and_key(home: Path, body: bytes, needle: str) -> None:
@@ -278,3 +278,19 @@ def test_only_config_reads_the_environment() -> None:
     found = [str(p.relative_to(REPO)) for p in sorted((REPO / "clarity").rglob("*.py"))
              if readers.search(p.read_text(encoding="utf-8"))]
     assert found == ["clarity/config.py"]
+
+
+def test_a_key_this_version_does_not_know_is_ignored_with_a_warning(home: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A config.json written by a newer Clarity (more settings) must not stop this one on the same store."""
+    load_settings(home)
+    cfg = home / "config.json"
+    data = orjson.loads(cfg.read_bytes())
+    data["coordination"]["a_setting_from_the_future"] = 3
+    data["from_the_future"] = {"x": 1}
+    data["memory"]["min_similarity"] = 0.4
+    cfg.write_bytes(orjson.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="clarity.config"):
+        s = load_settings(home)
+    assert s.memory.min_similarity == 0.4
+    assert "coordination.a_setting_from_the_future" in caplog.text and "from_the_future" in caplog.text

@@ -41,23 +41,23 @@ def server(tmp_path: Path) -> Any:
 def test_round_trip_typed_errors_and_socket_mode(server: OwnerServer) -> None:
     assert os.stat(server.path).st_mode & 0o777 == 0o600
     client = PeerClient(server.path, 4096)
-    assert client.request("echo", {"a": [1, "x"]}, time.time() + 5) == {"echo": {"a": [1, "x"]}}
+    assert client.request("echo", {"a": [1, "x"]}, time.monotonic() + 5) == {"echo": {"a": [1, "x"]}}
     with pytest.raises(InvalidArgument, match="importance"):
-        client.request("bad", {}, time.time() + 5)
+        client.request("bad", {}, time.monotonic() + 5)
     with pytest.raises(Exception, match="RuntimeError: boom"):
-        client.request("crash", {}, time.time() + 5)
-    assert client.request("echo", {}, time.time() + 5) == {"echo": {}}  # the connection survived
+        client.request("crash", {}, time.monotonic() + 5)
+    assert client.request("echo", {}, time.monotonic() + 5) == {"echo": {}}  # the connection survived
 
 
 def test_deadlines(server: OwnerServer) -> None:
     client = PeerClient(server.path, 4096)
     with pytest.raises(OwnerTimeout):
-        client.request("slow", {"s": 1.0}, time.time() + 0.2)
+        client.request("slow", {"s": 1.0}, time.monotonic() + 0.2)
     with pytest.raises(NotSent):
-        client.request("echo", {}, time.time() - 1)  # a request past its deadline is not even sent
+        client.request("echo", {}, time.monotonic() - 1)  # a request past its deadline is not even sent
     raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     raw.connect(str(server.path))
-    wire.send_frame(raw, {"id": "x", "op": "echo", "args": {}, "deadline": time.time() - 1})
+    wire.send_frame(raw, {"id": "x", "op": "echo", "args": {}, "protocol": wire.PROTOCOL, "budget": -1})
     reply = wire.recv_frame(raw, 4096)  # the owner does not run what its caller gave up on
     assert reply["ok"] is False and "deadline passed" in reply["error"]["message"]
     assert reply["error"]["kind"] == CoordinationTimeout.kind
@@ -73,12 +73,12 @@ def test_oversized_frame_is_refused(server: OwnerServer) -> None:
     assert b"over the limit" in reply
     assert s.recv(1) == b""  # and the connection is closed
     with pytest.raises(ProtocolError):
-        PeerClient(server.path, 4096).request("echo", {"x": "y" * 8000}, time.time() + 5)
+        PeerClient(server.path, 4096).request("echo", {"x": "y" * 8000}, time.monotonic() + 5)
 
 
 def test_no_owner_means_owner_gone(tmp_path: Path) -> None:
     with pytest.raises(OwnerGone):
-        PeerClient(tmp_path / "missing.sock", 4096).request("echo", {}, time.time() + 1)
+        PeerClient(tmp_path / "missing.sock", 4096).request("echo", {}, time.monotonic() + 1)
 
 
 def test_stop_removes_only_its_own_socket(server: OwnerServer) -> None:

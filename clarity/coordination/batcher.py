@@ -16,6 +16,8 @@ Guarantees:
   removes it:
   nothing was applied (CoordinationTimeout). Once taken into a batch, the item runs to its end and
   its caller waits for it (bounded by `finish_s`), as with any operation already started.
+- Deadlines are `time.monotonic()` instants: a wall-clock step neither ends a wait early nor
+  stretches it.
 - The leader's failed checks (not the owner any more) fail its own item only; the others stay queued
   and each caller runs the same checks when it gets the lock.
 """
@@ -40,7 +42,7 @@ Result = dict[str, Any]
 @dataclass
 class _Item:
     args: Args
-    deadline: float  # Unix time
+    deadline: float  # time.monotonic()
     queued_at: float = field(default_factory=time.perf_counter)
     taken: bool = False
     result: Result | None = None
@@ -74,7 +76,7 @@ class Batcher:
         with self._cv:
             self._queue.append(item)
             while self._leading and not item.done.is_set():
-                left = deadline - time.time()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cv.wait(left)
@@ -108,7 +110,7 @@ class Batcher:
     def _lead(self, item: _Item, deadline: float, start: Callable[[], None],
               run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> None:
         """As the leader (its item still queued): take the operation lock, check, run all that is queued."""
-        if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
+        if not self.op_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self._drop(item)
             raise CoordinationTimeout("store: the owner was busy with other operations until the "
                                       "caller's deadline; nothing was applied")
@@ -118,7 +120,7 @@ class Batcher:
             except BaseException:
                 self._drop(item)
                 raise
-            now, t_start = time.time(), time.perf_counter()
+            now, t_start = time.monotonic(), time.perf_counter()
             with self._cv:
                 batch, self._queue = self._queue, []
                 for it in batch:

@@ -10,7 +10,19 @@ What holds for a call:
   `coordination.retry_max_wait_s`: a failover is found by the next attempt within that) until the deadline
   (`coordination.call_deadline_s`); every wait inside (locks, connect, send, receive, backoff) is
   bounded by that deadline, so a call ends by it (plus the time to finish an operation that had
-  already started here, which cannot be interrupted).
+  already started here, which cannot be interrupted). The deadline is a `time.monotonic()` instant,
+  never the wall clock, so a clock step (NTP, a suspended laptop's resync, a hand change) neither
+  lengthens nor cuts a wait; what crosses the socket is the time left (wire.py), which the owner turns
+  into a deadline on its own monotonic clock.
+- An owner of another protocol (another Clarity version on the same store) is never sent the call:
+  it fails at once with VersionMismatch, which names both versions and says to restart the older
+  sessions (peer_client.py). Not retried: it lasts until those sessions exit. A newer session does not
+  wait for an older owner to hand off either: an older owner hands off only to waiters it knows, and
+  the sessions it serves (older too) would then meet a newer owner and fail the same way, so the turn
+  would only move the failure (or bounce between versions); one clear message, at once, says what to
+  do, and the session serves again, without a restart, as soon as the older owner is gone (the next
+  call finds no owner or a current one; a hot standby of this version takes the lease the moment the
+  older owner lets go).
 - An error from the operation itself (InvalidArgument, NotFound, ...) means it changed nothing; so
   does a CoordinationTimeout that says "nothing was applied".
 - OwnerUnresponsive / "alive but busy" after the request was sent: the outcome is unknown (the owner
@@ -64,7 +76,8 @@ class Coordinator:
         self.own = Ownership(settings, self.socket_path if self.mode == "forward" else None, warm_model=warm_model)
         self.lease = self.own.lease
         self.services = self.own.services
-        self.peer = PeerClient(self.socket_path, self.cfg.max_frame_bytes) if self.socket_path else None
+        self.peer = PeerClient(self.socket_path, self.cfg.max_frame_bytes, self.lease.read_record) \
+            if self.socket_path else None
         self._closed = False
         self._close_lock = threading.Lock()
         self.standby: Standby | None = None
@@ -97,13 +110,13 @@ class Coordinator:
 
         if self._closed:
             raise ClarityError("this Clarity process is shutting down")
-        deadline = time.time() + self.cfg.call_deadline_s
+        deadline = time.monotonic() + self.cfg.call_deadline_s  # never the wall clock: a step changes no wait
         a = policies.Attempt(op, args, deadline)
         retrying = Retrying(
             stop=stop_after_delay(self.cfg.call_deadline_s),
             wait=wait_random_exponential(multiplier=0.005, max=self.cfg.retry_max_wait_s),
             retry=retry_if_exception(_retryable),  # errors.py says which errors are transient
-            sleep=lambda s: time.sleep(min(s, max(0.0, deadline - time.time()))),
+            sleep=lambda s: time.sleep(min(s, max(0.0, deadline - time.monotonic()))),
             reraise=False,
         )
         try:
@@ -111,7 +124,7 @@ class Coordinator:
                 return policies.direct(self.services, a)
             for attempt in retrying:
                 with attempt:
-                    if time.time() >= deadline:
+                    if time.monotonic() >= deadline:
                         raise Retry()
                     return self._attempt(a)
         except RetryError:

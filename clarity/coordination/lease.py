@@ -8,9 +8,12 @@ Files in `<home>/qdrant/.qdrant_coordination/` (a private folder: this user, mod
   maintenance (`maintenance.maintenance`: restore, migration, doctor's cleanup) takes the exclusive
   side, so it excludes every owner. The owner can upgrade to exclusive for a block (`exclusive()`),
   e.g. the engine's one-time migration.
-- `lease.json`: the record (pid, pid namespace, host, start time, version, socket, mode, epoch,
-  acquired_at, heartbeat_at, released_at). Only the lease holder writes it, atomically (temp, fsync,
-  rename, never through a link), so it needs no lock to read. A step-down stamps `released_at`.
+- `lease.json`: the record (pid, pid namespace, host, start time, version (the owner's Clarity
+  version), protocol (its `wire.PROTOCOL`; a record without one is from Clarity 0.1.x, protocol 1),
+  socket, mode, epoch, acquired_at, heartbeat_at, released_at). A session reads the owner's protocol
+  here before it sends anything to the owner (peer_client.py). Only the lease holder writes it,
+  atomically (temp, fsync, rename, never through a link), so it needs no lock to read. A step-down
+  stamps `released_at`.
 - `epoch` (and `../.qdrant_coordination.epoch`, which survives deletion of the folder): `epoch` grows
   by one at every acquisition, so a garbage record does not reset it.
 
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from clarity import __version__
+from clarity.coordination.wire import PROTOCOL
 from clarity.errors import CoordinationTimeout
 from clarity.layout import CoordinationFiles
 from clarity.platform import files, locks, processes
@@ -122,7 +126,7 @@ class Lease:
             record = {
                 "pid": os.getpid(), "pid_namespace": processes.pid_namespace(), "host": socket.gethostname(),
                 "start_time": processes.process_start_time(os.getpid()), "version": __version__,
-                "socket": socket_path, "mode": mode, "epoch": epoch,
+                "protocol": PROTOCOL, "socket": socket_path, "mode": mode, "epoch": epoch,
                 "acquired_at": now, "heartbeat_at": now, "released_at": None,
             }
             files.publish(self.epoch_path, str(epoch).encode())

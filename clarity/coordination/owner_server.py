@@ -6,8 +6,20 @@ Guarantees:
 - Every request gets exactly one reply frame of at most `max_frame` bytes: a larger answer is replaced
   by a `reply_too_large` error saying how to page; an unexpected exception becomes a readable
   `{kind: "internal", message}` error and the server keeps serving.
-- The handler receives the caller's deadline and re-checks it after taking the operation lock, so an
-  operation whose caller gave up before it could start is never applied (see coordinator.py).
+- The handler receives the caller's deadline, on this process's `time.monotonic()` clock (the frame
+  carries the caller's time left, `wire.parse_request`), and re-checks it after taking the operation
+  lock, so an operation whose caller gave up before it could start is never applied (see
+  coordinator.py). No wall-clock instant is compared here: a clock step changes no wait.
+- A caller that gave up closes its connection (peer_client.py); a request read after that (the owner
+  was stopped or starved between the send and the read, so the time left it carried was already
+  spent) is answered "nothing was applied" and never run. Not guaranteed: that a stall between
+  the send and the read while the caller still waits is counted: the deadline then ends that much
+  after the caller's (the caller reports an unknown outcome, coordinator.py).
+- A request of another protocol than `wire.PROTOCOL` (an older or newer Clarity; a frame without a
+  protocol is protocol 1) runs nothing: it is answered with a `version_mismatch` error naming this
+  owner's Clarity version, pid and protocol and the sender's, in the reply format every version reads
+  (`{"id", "ok": false, "error": {"kind", "message"}}`), and the connection stays open. Logged once
+  per sender version.
 - `stop()` stops accepting, sends every reply whose operation has run (bounded wait), then closes
   every connection and joins every thread it started. It must not be called with the operation lock
   held, nor from a connection thread.
@@ -29,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clarity import __version__
 from clarity.config import xdg_runtime_dir
 from clarity.coordination import wire
 from clarity.errors import ClarityError, CoordinationTimeout, ProtocolError
@@ -40,6 +53,8 @@ log = logging.getLogger(__name__)
 SUN_PATH_MAX = 104  # the smallest limit among the platforms we care about (macOS); Linux allows 108
 
 Handler = Callable[[str, dict[str, Any], float | None], dict[str, Any]]
+"""`handler(op, args, deadline)`: `deadline` on this process's `time.monotonic()` clock, None when the
+caller set none."""
 
 
 def runtime_dir() -> Path:
@@ -67,6 +82,18 @@ def socket_path_for(coord_dir: Path) -> Path:
     return runtime_dir() / f"{digest}.sock"
 
 
+def _hung_up(conn: socket.socket) -> bool:
+    """The peer closed its side (end of stream after the request just read): its caller gave up. Never
+    waits (the caller sets the connection's timeout again before its next wait)."""
+    try:
+        conn.settimeout(0.0)  # in timeout mode Python would first wait for readability
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False  # nothing more to read: the caller still waits
+    except OSError:
+        return True
+
+
 class OwnerServer:
     def __init__(self, path: Path, handler: Handler, max_frame: int, idle_timeout_s: float = 300.0,
                  drain_s: float = 10.0) -> None:
@@ -81,6 +108,7 @@ class OwnerServer:
         self._cv = threading.Condition()
         self._busy: dict[socket.socket, bool] = {}  # connection -> an operation has been read, no reply sent yet
         self._threads: list[threading.Thread] = []
+        self._mismatched: set[tuple[int, str]] = set()  # sender (protocol, version) already logged
 
     def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -147,7 +175,7 @@ class OwnerServer:
                     return  # idle too long, peer gone, or we are stopping
                 self._set_busy(conn, True)
                 op = str(req.get("op")) if isinstance(req, dict) else "request"
-                frame = wire.reply_frame(self._answer(req), op, self.max_frame)
+                frame = wire.reply_frame(self._answer(req, lambda: _hung_up(conn)), op, self.max_frame)
                 conn.settimeout(self.drain_s)  # a peer that does not read cannot hold us forever
                 try:
                     conn.sendall(frame)
@@ -161,23 +189,39 @@ class OwnerServer:
                 self._cv.notify_all()
             conn.close()
 
-    def _answer(self, req: Any) -> dict[str, Any]:
+    def _answer(self, req: Any, hung_up: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        received_at = time.monotonic()
         rid = req.get("id") if isinstance(req, dict) else None
-        if not isinstance(req, dict) or not isinstance(req.get("op"), str) \
-                or not isinstance(req.get("args", {}), dict):
-            return wire.error_reply(rid, ProtocolError("malformed request"))
-        deadline = req.get("deadline")
-        deadline = float(deadline) if isinstance(deadline, int | float) else None
-        if deadline is not None and time.time() > deadline:
-            return wire.error_reply(rid, CoordinationTimeout(
-                "the caller's deadline passed before the owner could start the call; nothing was applied"))
         try:
-            return {"id": rid, "ok": True, "result": self.handler(req["op"], req.get("args") or {}, deadline)}
-        except ClarityError as e:
+            r = wire.parse_request(req, received_at)
+        except ProtocolError as e:
             return wire.error_reply(rid, e)
+        if r.protocol != wire.PROTOCOL:
+            return wire.error_reply(r.id, self._mismatch(r))
+        if r.deadline is not None and time.monotonic() > r.deadline:
+            return wire.error_reply(r.id, CoordinationTimeout(
+                "the caller's deadline passed before the owner could start the call; nothing was applied"))
+        if hung_up():
+            return wire.error_reply(r.id, CoordinationTimeout(
+                "the caller gave up (it closed its connection) before the owner could start the call; nothing "
+                "was applied"))
+        try:
+            return {"id": r.id, "ok": True, "result": self.handler(r.op, r.args, r.deadline)}
+        except ClarityError as e:
+            return wire.error_reply(r.id, e)
         except Exception as e:  # reported to the caller, never kills the server
-            log.exception("owner: %s failed", req.get("op"))
-            return wire.unexpected_reply(rid, str(req.get("op")), e)
+            log.exception("owner: %s failed", r.op)
+            return wire.unexpected_reply(r.id, r.op, e)
+
+    def _mismatch(self, r: wire.Request) -> ClarityError:
+        """The error a sender of another protocol gets (nothing is run), worded for that sender."""
+        err = wire.version_mismatch(__version__, os.getpid(), wire.PROTOCOL, r.sender, r.protocol)
+        with self._cv:
+            first = (r.protocol, r.sender) not in self._mismatched
+            self._mismatched.add((r.protocol, r.sender))
+        if first:
+            log.warning("owner: refused a request of Clarity %s (protocol %s): %s", r.sender, r.protocol, err.message)
+        return err
 
     def stop(self) -> None:
         """Stop accepting, remove our socket file, send pending replies, close, join."""

@@ -10,6 +10,8 @@ Guarantees:
   a new turn, this process's waiter ticket dropped, stale tickets removed, the socket server bound (if
   that fails the lease is released at once: never an owner nobody can reach), the model warm-up and
   the heartbeat started, then the take-over listeners run (`on_taking_lease`: the standby resigns).
+- Every deadline here is a `time.monotonic()` instant of this process (a forwarded call's arrives so,
+  owner_server.py turns the caller's time left into one): a wall-clock step changes no wait.
 - `run()` takes the operation lock within the caller's deadline, then re-checks the deadline and
   that the lease is still ours (`Lease.still_held`) before it starts the operation: a call whose
   caller already gave up is never applied, and a process that lost the lease never applies another
@@ -94,7 +96,7 @@ class Ownership:
     def try_become_owner(self, deadline: float) -> bool:
         if self.lease.held:
             return True
-        if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
+        if not self.op_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return False
         try:
             return self._take(None)
@@ -159,7 +161,7 @@ class Ownership:
             if op == "store":
                 return self.batcher.submit(args, deadline, lambda: self._check(op, deadline), self._store_batch)
             t0 = time.perf_counter()
-            if not self.op_lock.acquire(timeout=max(0.0, deadline - time.time())):
+            if not self.op_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise CoordinationTimeout(f"{op}: the owner was busy with other operations until the caller's "
                                           f"deadline; nothing was applied")
             try:
@@ -188,7 +190,7 @@ class Ownership:
 
     def _check(self, op: str, deadline: float) -> None:
         """Before an operation starts (operation lock held): the caller still waits, we still own."""
-        if time.time() > deadline:
+        if time.monotonic() > deadline:
             raise CoordinationTimeout(f"{op}: the caller's deadline passed while the call waited for the "
                                       f"owner's operation lock; nothing was applied")
         if not self.lease.held:
@@ -205,7 +207,7 @@ class Ownership:
         return out
 
     def serve_forwarded(self, op: str, args: dict[str, Any], deadline: float | None) -> dict[str, Any]:
-        return self.run(op, args, deadline if deadline is not None else time.time() + self.cfg.call_deadline_s,
+        return self.run(op, args, deadline if deadline is not None else time.monotonic() + self.cfg.call_deadline_s,
                         forwarded=True)
 
     # ---- stepping down -----------------------------------------------------------------------

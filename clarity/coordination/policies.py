@@ -41,7 +41,7 @@ class Attempt:
 
     op: str
     args: Args
-    deadline: float  # Unix time
+    deadline: float  # time.monotonic() of this process
     tried: list[str] = field(default_factory=list)
     _unreachable_since: float | None = field(default=None, init=False, repr=False)  # monotonic
     _gone_since: float | None = field(default=None, init=False, repr=False)  # monotonic

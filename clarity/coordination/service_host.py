@@ -5,6 +5,9 @@ Guarantees:
   (the model warm-up thread and an operation may ask at once). An exclusive engine's service gets the
   lease's exclusive block (`Lease.exclusive`) for its one-time migration; a service without a lease
   (naive and direct modes) gets none.
+- Before the service is built, a local store's format is checked (`clarity.engines.store_format.check`):
+  a store written by a newer Clarity in a newer format is refused with StoreTooNew before any migration,
+  model load or engine open (and again at every later ask, so the message stays the answer).
 - Building the service opens nothing: the engine opens on the first operation (or at once after the
   hot standby took the lease, `Ownership.take_over`), and only the lease holder runs operations
   (ownership.py), except in the modes without a lease: direct (the engine is not exclusive) and naive
@@ -29,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from clarity.config import Settings
 from clarity.coordination.lease import Lease
+from clarity.engines import engine_is_exclusive
+from clarity.engines.store_format import check as check_store_format
 
 if TYPE_CHECKING:
     from clarity.encoders.dense import Embedder
@@ -84,6 +89,8 @@ class ServiceHost:
     def service(self, *, exclusive_engine: bool = True) -> MemoryService:
         with self._svc_lock:  # the model warm-up thread may ask at the same time
             if self._service is None:
+                if engine_is_exclusive(self._settings):
+                    check_store_format(self._settings)  # StoreTooNew: nothing built, loaded or opened
                 timeout_s = self._settings.coordination.call_deadline_s
                 block = (lambda: self._lease.exclusive(timeout_s)) if exclusive_engine else None
                 self._service = self._build(self._settings, exclusive=block, embedder=self._embedder)

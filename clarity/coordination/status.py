@@ -7,6 +7,11 @@ names the holder. The record is trusted when it is not stamped released and, whe
 this pid namespace, that process still runs with the recorded start time. Otherwise the state is
 "starting" (a new owner between taking the lock and writing its record). A record from another pid
 namespace (another container) is described as such: its pid means nothing here.
+
+Versions (`versions`): this process's Clarity version and protocol (`wire.PROTOCOL`) and the store format
+it reads, the owner's (from lease.json: a record without a protocol is Clarity 0.1.x, protocol 1), and
+the store's (`clarity.engines.store_format`), with `problem` saying in words what a mismatch means
+(None when there is none).
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from clarity import __version__
 from clarity.config import Settings
-from clarity.coordination import tickets
+from clarity.coordination import tickets, wire
 from clarity.coordination.lease import Lease
 from clarity.coordination.maintenance import maintenance
 from clarity.coordination.owner_server import socket_path_for
-from clarity.errors import CoordinationTimeout
+from clarity.engines import engine_is_exclusive, store_format
+from clarity.errors import CoordinationTimeout, StoreTooNew
 from clarity.platform import backends, files, locks, processes
 
 log = logging.getLogger(__name__)
@@ -57,7 +64,8 @@ def owner(settings: Settings, lease: Lease | None = None) -> dict[str, Any] | No
     if rec is None or not _trusted(rec, my_ns):
         return {"pid": None, "host": None, "epoch": None, "since": None, "heartbeat_age_s": None,
                 "state": "starting", "mode": None, "socket": None, "pid_namespace": None,
-                "same_pid_namespace": None, "where": "a process that is taking over the lease"}
+                "same_pid_namespace": None, "version": None, "protocol": None,
+                "where": "a process that is taking over the lease"}
     hb = rec.get("heartbeat_at")
     age = round(now - hb, 3) if isinstance(hb, int | float) else None
     ns = rec.get("pid_namespace")
@@ -69,7 +77,8 @@ def owner(settings: Settings, lease: Lease | None = None) -> dict[str, Any] | No
         "heartbeat_age_s": age,
         "state": "hung" if age is not None and age > settings.coordination.hung_after_s else "serving",
         "mode": rec.get("mode"), "socket": rec.get("socket"), "pid_namespace": ns, "same_pid_namespace": same,
-        "where": where,
+        "version": rec.get("version") if isinstance(rec.get("version"), str) else None,
+        "protocol": wire.record_protocol(rec), "where": where,
     }
 
 
@@ -95,7 +104,26 @@ def this_process(role: str = "observer", service: Any = None, embedder: Any = No
         "model_imported": "fastembed" in sys.modules or "onnxruntime" in sys.modules,
         "heavy_imports": [m for m in HEAVY if m in sys.modules],
         "platform": backends(),
+        "version": __version__, "protocol": wire.PROTOCOL,
     }
+
+
+def versions(settings: Settings, owner_: dict[str, Any] | None) -> dict[str, Any]:
+    """This process's, the owner's and the store's versions, and what a mismatch among them means."""
+    me = {"clarity": __version__, "protocol": wire.PROTOCOL, "store_format": store_format.FORMAT}
+    who = None
+    if owner_ is not None and owner_.get("protocol") is not None:
+        who = {"clarity": owner_.get("version"), "protocol": owner_["protocol"], "pid": owner_.get("pid")}
+    store, problem = None, None
+    if engine_is_exclusive(settings):  # a server's store is not in the home
+        try:
+            store = store_format.check(settings)
+        except StoreTooNew as e:
+            store, problem = store_format.read(settings), e.message
+    if problem is None and who is not None and who["protocol"] != wire.PROTOCOL:
+        problem = wire.version_mismatch(who["clarity"], who["pid"], who["protocol"], __version__,
+                                        wire.PROTOCOL).message
+    return {"this_process": me, "owner": who, "store": store, "problem": problem}
 
 
 def status(settings: Settings, *, lease: Lease | None = None, own_ticket: Any = None,
@@ -104,14 +132,16 @@ def status(settings: Settings, *, lease: Lease | None = None, own_ticket: Any = 
     waiters_dir = settings.layout.coordination.waiters
     waiters = [{"pid": t["pid"], "since": _iso(t["since"]), "ticket": t["ticket"]}
                for t in tickets.live(waiters_dir, exclude=own_ticket)]
+    who = owner(settings, lease)
     return {
         "mode": settings.coordination.mode,
         "home": str(settings.home),
         "home_source": settings.home_source,
-        "owner": owner(settings, lease),
+        "owner": who,
         "waiters": waiters,
         "standby": standby(settings),
         "this_process": me or this_process(),
+        "versions": versions(settings, who),
     }
 
 

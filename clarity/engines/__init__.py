@@ -3,7 +3,9 @@
 `engine_is_exclusive(settings)` is cheap (imports no engine library): True when only one process may open
 the store at a time, so the coordination layer must take turns through the lease; False for a shared
 server (`engine.kind = "qdrant"` with a url: every session talks to it directly, no lease).
-`open_engine(settings)` builds the engine (nothing is opened until `ensure_collection`).
+`open_engine(settings)` builds the engine (nothing is opened until `ensure_collection`); for a local
+store it first checks the store's format and records this Clarity as its writer (`store_format`:
+StoreTooNew, before anything is opened, when a newer Clarity wrote it in a newer format).
 `store_files(settings)` is the folder holding the store's current files (what the hot standby keeps in
 the page cache): the current Edge generation, or None for another engine or before the first open.
 """
@@ -24,6 +26,10 @@ def engine_is_exclusive(settings: Settings) -> bool:
 
 def open_engine(settings: Settings) -> Engine:
     e = settings.engine
+    if engine_is_exclusive(settings):
+        from clarity.engines.store_format import open_store
+
+        open_store(settings)
     if e.kind == "qdrant":
         from clarity.engines.qdrant_client import QdrantClientEngine
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from clarity.coordination import tickets
+from clarity import __version__
+from clarity.coordination import tickets, wire
 from clarity.coordination.coordinator import Coordinator
 from clarity.coordination.owner_server import OwnerServer
-from clarity.errors import ClarityError, CoordinationTimeout, NotFound, OwnerUnresponsive
-from clarity.platform import locks
+from clarity.errors import ClarityError, CoordinationTimeout, NotFound, OwnerUnresponsive, VersionMismatch
+from clarity.platform import files, locks
 from tests.coordination.support import HOLD_LEASE, Holder, settings_for
 
 
@@ -141,3 +142,34 @@ def test_close_releases_the_lease_ends_the_threads_and_refuses_later_calls(make:
     assert not [t for t in threading.enumerate() if t.name.startswith(("clarity-heartbeat", "clarity-owner"))]
     with pytest.raises(ClarityError, match="shutting down"):
         c.call("list", {})
+
+
+def test_an_owner_of_clarity_0_1_fails_a_call_at_once_with_one_message_until_it_is_gone(make: Any) -> None:
+    """The lease is held by a process whose record is what Clarity 0.1.0 writes (no protocol), and its
+    socket listens: a call fails at once with VersionMismatch (never retried to its deadline, no waiter
+    ticket, nothing sent); once that owner is gone the same coordinator serves."""
+    c = make(call_deadline_s=5.0, ticket_after_s=0.0)
+    holder = Holder(c.settings.coordination_dir, HOLD_LEASE)
+    rec = files.read_json(c.lease.record_path)
+    assert rec is not None
+    pid = rec["pid"]
+    del rec["protocol"]
+    files.publish_json(c.lease.record_path, {**rec, "version": "0.1.0"})
+    got: list[Any] = []
+    assert c.socket_path is not None
+    srv = OwnerServer(c.socket_path, lambda op, args, deadline: got.append(op) or {}, 1 << 20)
+    srv.start()
+    try:
+        for _ in range(2):
+            t0 = time.monotonic()
+            with pytest.raises(VersionMismatch) as e:
+                c.call("store", {"id": str(uuid.uuid4()), "content": "not for an older owner"})
+            assert time.monotonic() - t0 < 1.0
+            assert e.value.message == (f"the store is owned by Clarity 0.1.0 (pid {pid}, protocol 1); this session "
+                                       f"is Clarity {__version__} (protocol {wire.PROTOCOL}): restart the older "
+                                       f"sessions")
+        assert got == [] and tickets.live(c.lease.waiters_dir) == [] and not c.lease.held
+    finally:
+        srv.stop()
+        holder.kill()
+    assert c.call("stats", {})["total"] == 0 and c.lease.held  # the older owner left: this one serves

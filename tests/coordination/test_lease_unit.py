@@ -19,6 +19,7 @@ import pytest
 
 from clarity import __version__
 from clarity.config import load_settings
+from clarity.coordination import wire
 from clarity.coordination.lease import Lease
 from clarity.errors import CoordinationTimeout, UnsafeStore
 from clarity.platform import files, locks, processes
@@ -75,6 +76,7 @@ def test_the_record_says_who_owns_and_is_written_privately(lease: Lease, coord: 
     assert rec == files.read_json(coord / "lease.json")
     assert rec["pid"] == os.getpid() and rec["pid_namespace"] == processes.pid_namespace()
     assert rec["host"] == socket.gethostname() and rec["version"] == __version__
+    assert rec["protocol"] == wire.PROTOCOL  # a session reads it before it sends the owner anything
     assert rec["start_time"] == processes.process_start_time(os.getpid())
     assert (rec["socket"], rec["mode"], rec["epoch"], rec["released_at"]) == ("/run/owner.sock", "handoff", 1, None)
     assert t0 <= rec["acquired_at"] == rec["heartbeat_at"] <= time.time()

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from clarity import __version__
 from clarity.coordination import wire
 from clarity.coordination.owner_server import OwnerServer, runtime_dir
 from clarity.coordination.peer_client import PeerClient
@@ -28,6 +29,7 @@ from clarity.errors import OwnerGone, UnsafeStore
 pytestmark = pytest.mark.timeout(120)
 LIMIT = 64 * 1024
 SYSTEM_PY = "/usr/bin/python3"
+P = {"protocol": wire.PROTOCOL}  # what every request of this version carries
 
 
 class Recorder:
@@ -106,15 +108,61 @@ def _closed(s: socket.socket, timeout: float = 5) -> bool:
 
 def test_the_handler_gets_op_args_and_the_callers_deadline(make_server: Callable[..., OwnerServer],
                                                            recorder: Recorder) -> None:
+    """The frame carries the caller's time left; the handler gets it as a deadline on this process's
+    monotonic clock, counted from the frame's arrival."""
     srv = make_server()
     s = _raw(srv.path)
-    deadline = time.time() + 30
-    assert _ask(s, {"id": "a", "op": "echo", "args": {"k": [1, 2]}, "deadline": deadline}) == \
+    t0 = time.monotonic()
+    assert _ask(s, {"id": "a", "op": "echo", "args": {"k": [1, 2]}, "budget": 30, **P}) == \
         {"id": "a", "ok": True, "result": {"echo": {"k": [1, 2]}}}
-    assert _ask(s, {"id": "b", "op": "echo"}) == {"id": "b", "ok": True, "result": {"echo": {}}}
-    assert _ask(s, {"id": "c", "op": "echo", "args": {}, "deadline": int(deadline)})["ok"] is True
-    assert recorder.calls == [("echo", {"k": [1, 2]}, deadline), ("echo", {}, None),
-                              ("echo", {}, float(int(deadline)))]
+    t1 = time.monotonic()
+    assert _ask(s, {"id": "b", "op": "echo", **P}) == {"id": "b", "ok": True, "result": {"echo": {}}}
+    # an absolute Unix time (what protocol 1 sent) is read too: turned into time left on arrival
+    assert _ask(s, {"id": "c", "op": "echo", "args": {}, "deadline": time.time() + 20, **P})["ok"] is True
+    t2 = time.monotonic()
+    (op_a, args_a, dl_a), (_, args_b, dl_b), (_, _, dl_c) = recorder.calls
+    assert (op_a, args_a, args_b, dl_b) == ("echo", {"k": [1, 2]}, {}, None)
+    assert dl_a is not None and t0 + 30 <= dl_a <= t1 + 30
+    assert dl_c is not None and t1 + 19.9 <= dl_c <= t2 + 20.1
+    s.close()
+
+
+def test_a_request_of_another_protocol_runs_nothing_and_gets_a_reply_every_version_reads(
+        make_server: Callable[..., OwnerServer], recorder: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    """A frame of Clarity 0.1.x (no protocol, an absolute `deadline`) and one of a newer protocol get a
+    version_mismatch error in the reply format of protocol 1, naming both sides; the handler never runs,
+    the connection keeps serving, and the owner logs it once per sender version."""
+    srv = make_server()
+    s = _raw(srv.path)
+    old = {"id": "old", "op": "store", "args": {"content": "x"}, "deadline": time.time() + 30}
+    me = f"Clarity {__version__} (pid {os.getpid()}, protocol {wire.PROTOCOL})"
+    with caplog.at_level(logging.WARNING, logger="clarity.coordination.owner_server"):
+        for _ in range(2):
+            assert _ask(s, old) == {"id": "old", "ok": False, "error": {
+                "kind": "version_mismatch",
+                "message": f"the store is owned by {me}; this session is Clarity 0.1.x (protocol 1): "
+                           "restart the older sessions"}}
+        newer = _ask(s, {"id": "new", "op": "store", "args": {}, "protocol": wire.PROTOCOL + 1, "clarity": "9.1.0",
+                         "budget": 30})
+    assert newer["ok"] is False and newer["error"]["kind"] == "version_mismatch"
+    assert newer["error"]["message"] == (f"the store is owned by {me}; this session is Clarity 9.1.0 (protocol "
+                                         f"{wire.PROTOCOL + 1}): restart the older sessions")
+    assert recorder.calls == []
+    assert _ask(s, {"id": "ok", "op": "echo", "args": {}, **P})["ok"] is True
+    assert caplog.text.count("refused a request of Clarity 0.1.x") == 1
+    assert caplog.text.count("refused a request of Clarity 9.1.0") == 1
+    s.close()
+
+
+@pytest.mark.parametrize("bad", [{"protocol": "2"}, {"protocol": True}, {"protocol": 0}, {"budget": "5"},
+                                 {"budget": None}, {"deadline": "soon"}])
+def test_a_malformed_protocol_or_budget_is_a_protocol_error(make_server: Callable[..., OwnerServer],
+                                                             recorder: Recorder, bad: dict[str, Any]) -> None:
+    srv = make_server()
+    s = _raw(srv.path)
+    reply = _ask(s, {"id": "m", "op": "echo", "args": {}, **P, **bad})
+    assert reply["ok"] is False and reply["error"]["kind"] == "protocol", reply
+    assert recorder.calls == []
     s.close()
 
 
@@ -136,7 +184,7 @@ def test_a_malformed_request_gets_one_error_reply_and_the_connection_keeps_servi
     reply = _ask(s, req)
     assert reply["ok"] is False and reply["error"] == {"kind": "protocol", "message": "malformed request"}
     assert reply["id"] == (req.get("id") if isinstance(req, dict) else None)
-    assert _ask(s, {"id": "next", "op": "echo", "args": {}})["ok"] is True
+    assert _ask(s, {"id": "next", "op": "echo", "args": {}, **P})["ok"] is True
     assert [c[0] for c in recorder.calls] == ["echo"]  # the malformed one never reached the handler
     s.close()
 
@@ -157,7 +205,7 @@ def test_a_malformed_frame_gets_one_error_reply_then_the_connection_closes(
 def test_pipelined_requests_each_get_exactly_one_reply_in_order(make_server: Callable[..., OwnerServer]) -> None:
     srv = make_server()
     s = _raw(srv.path)
-    reqs = [{"id": f"r{i}", "op": "crash" if i % 3 == 0 else "echo", "args": {"i": i}} for i in range(12)]
+    reqs = [{"id": f"r{i}", "op": "crash" if i % 3 == 0 else "echo", "args": {"i": i}, **P} for i in range(12)]
     s.sendall(b"".join(wire.encode(r) for r in reqs))
     replies = [wire.recv_frame(s, LIMIT) for _ in reqs]
     assert [r["id"] for r in replies] == [r["id"] for r in reqs]
@@ -177,10 +225,10 @@ def test_a_reply_over_the_frame_limit_is_replaced_by_a_paging_error(make_server:
                                                                      recorder: Recorder) -> None:
     srv = make_server()
     s = _raw(srv.path)
-    reply = _ask(s, {"id": "big", "op": "big", "args": {"n": LIMIT * 2}})
+    reply = _ask(s, {"id": "big", "op": "big", "args": {"n": LIMIT * 2}, **P})
     assert reply["id"] == "big" and reply["ok"] is False and reply["error"]["kind"] == "reply_too_large"
     assert "big:" in reply["error"]["message"] and "offset" in reply["error"]["message"]
-    assert _ask(s, {"id": "small", "op": "big", "args": {"n": 10}})["result"] == {"blob": "x" * 10}
+    assert _ask(s, {"id": "small", "op": "big", "args": {"n": 10}, **P})["result"] == {"blob": "x" * 10}
     s.close()
 
 
@@ -188,13 +236,13 @@ def test_connections_are_served_concurrently(make_server: Callable[..., OwnerSer
     srv = make_server()
     slow_client = PeerClient(srv.path, LIMIT)
     out: list[Any] = []
-    t = threading.Thread(target=lambda: out.append(slow_client.request("slow", {}, time.time() + 60)))
+    t = threading.Thread(target=lambda: out.append(slow_client.request("slow", {}, time.monotonic() + 60)))
     t.start()
     try:
         assert recorder.started.wait(10)
         t0 = time.monotonic()
         fast = PeerClient(srv.path, LIMIT)
-        assert fast.request("echo", {"n": 1}, time.time() + 10) == {"echo": {"n": 1}}
+        assert fast.request("echo", {"n": 1}, time.monotonic() + 10) == {"echo": {"n": 1}}
         assert time.monotonic() - t0 < 5 and t.is_alive()  # served while the slow call still runs
         fast.close()
     finally:
@@ -207,7 +255,7 @@ def test_connections_are_served_concurrently(make_server: Callable[..., OwnerSer
 def test_an_idle_connection_is_closed(make_server: Callable[..., OwnerServer]) -> None:
     srv = make_server(idle_timeout_s=0.3)
     s = _raw(srv.path)
-    assert _ask(s, {"id": "1", "op": "echo", "args": {}})["ok"] is True
+    assert _ask(s, {"id": "1", "op": "echo", "args": {}, **P})["ok"] is True
     t0 = time.monotonic()
     assert _closed(s, timeout=10)
     assert 0.25 <= time.monotonic() - t0 < 5
@@ -227,7 +275,7 @@ def test_start_replaces_a_leftover_file_or_link_at_the_socket_path(folder: Path,
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
         assert victim.read_bytes() == b"precious"
         assert "removing" in caplog.text
-        assert PeerClient(path, LIMIT).request("echo", {}, time.time() + 10) == {"echo": {}}
+        assert PeerClient(path, LIMIT).request("echo", {}, time.monotonic() + 10) == {"echo": {}}
     finally:
         srv.stop()
     path.write_bytes(b"a regular file left behind")
@@ -244,9 +292,9 @@ def test_stop_sends_the_reply_of_an_operation_that_runs_then_closes_everything(
     srv = make_server(drain_s=10)
     busy = PeerClient(srv.path, LIMIT)
     idle = _raw(srv.path)
-    assert _ask(idle, {"id": "i", "op": "echo", "args": {}})["ok"] is True
+    assert _ask(idle, {"id": "i", "op": "echo", "args": {}, **P})["ok"] is True
     out: list[Any] = []
-    t = threading.Thread(target=lambda: out.append(busy.request("slow", {"s": 0.5}, time.time() + 30)))
+    t = threading.Thread(target=lambda: out.append(busy.request("slow", {"s": 0.5}, time.monotonic() + 30)))
     t.start()
     assert recorder.started.wait(10)
     t0 = time.monotonic()
@@ -259,7 +307,7 @@ def test_stop_sends_the_reply_of_an_operation_that_runs_then_closes_everything(
     assert _closed(idle)
     assert not [th for th in srv._threads if th.is_alive()]
     with pytest.raises(OwnerGone):
-        PeerClient(srv.path, LIMIT).request("echo", {}, time.time() + 2)
+        PeerClient(srv.path, LIMIT).request("echo", {}, time.monotonic() + 2)
     idle.close()
     busy.close()
 
@@ -268,7 +316,7 @@ def test_stop_is_bounded_by_drain_s_when_an_operation_does_not_finish(make_serve
                                                                        recorder: Recorder) -> None:
     srv = make_server(drain_s=0.5)
     s = _raw(srv.path)
-    wire.send_frame(s, {"id": "stuck", "op": "slow", "args": {"s": 60}})
+    wire.send_frame(s, {"id": "stuck", "op": "slow", "args": {"s": 60}, **P})
     assert recorder.started.wait(10)
     t0 = time.monotonic()
     srv.stop()
@@ -286,7 +334,7 @@ def test_a_peer_of_another_uid_is_refused_before_a_byte_is_read(make_server: Cal
     srv = make_server()
     os.chmod(folder, 0o755)  # loosened for the test: the 0600 socket would stop the other user first
     os.chmod(srv.path, 0o777)
-    frame = wire.encode({"id": "x", "op": "echo", "args": {"secret": 1}})
+    frame = wire.encode({"id": "x", "op": "echo", "args": {"secret": 1}, **P})
     script = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.settimeout(10)\ns.connect(sys.argv[1])\n"
               "try:\n    s.sendall(bytes.fromhex(sys.argv[2]))\n    print(repr(s.recv(100)))\n"
               "except OSError as e:\n    print('error', type(e).__name__)\n")
@@ -295,7 +343,7 @@ def test_a_peer_of_another_uid_is_refused_before_a_byte_is_read(make_server: Cal
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() in ("b''", "error ConnectionResetError", "error BrokenPipeError")
     assert recorder.calls == []
-    assert PeerClient(srv.path, LIMIT).request("echo", {}, time.time() + 10) == {"echo": {}}  # still serving us
+    assert PeerClient(srv.path, LIMIT).request("echo", {}, time.monotonic() + 10) == {"echo": {}}  # still serving us
 
 
 def test_runtime_dir_uses_a_private_xdg_runtime_dir_and_refuses_a_linked_one(
@@ -327,5 +375,42 @@ def test_stop_leaves_no_socket_and_a_new_server_can_bind_the_same_path(make_serv
     assert not first.path.exists()
     second = make_server()
     client = PeerClient(second.path, LIMIT)
-    assert client.request("echo", {"n": 2}, time.time() + 10) == {"echo": {"n": 2}}
+    assert client.request("echo", {"n": 2}, time.monotonic() + 10) == {"echo": {"n": 2}}
     client.close()
+
+
+def test_a_request_whose_caller_hung_up_before_it_was_read_never_runs(make_server: Callable[..., OwnerServer],
+                                                                      recorder: Recorder) -> None:
+    """The owner is busy on this connection (as a stopped or starved owner is) while the caller sends its
+    next request, gives up and closes its side: the time left in that frame was spent before the owner
+    read it, so it is answered "nothing was applied" and never run."""
+    srv = make_server()
+    s = _raw(srv.path)
+    wire.send_frame(s, {"id": "first", "op": "slow", "args": {"s": 60}, **P})
+    assert recorder.started.wait(10)
+    wire.send_frame(s, {"id": "ghost", "op": "echo", "args": {"ghost": True}, "budget": 30, **P})
+    s.shutdown(socket.SHUT_WR)  # the caller gave up: its side is closed (it can still read, for the test)
+    recorder.release.set()
+    assert wire.recv_frame(s, LIMIT)["id"] == "first"
+    reply = wire.recv_frame(s, LIMIT)
+    assert reply["id"] == "ghost" and reply["ok"] is False and reply["error"]["kind"] == "coordination_timeout"
+    assert "closed its connection" in reply["error"]["message"] and "nothing was applied" in reply["error"]["message"]
+    assert [c[0] for c in recorder.calls] == ["slow"]
+    s.close()
+
+
+@pytest.mark.parametrize("step_s", [-3 * 3600.0, 3 * 3600.0])
+def test_a_wall_clock_step_changes_no_deadline_at_the_owner(make_server: Callable[..., OwnerServer],
+                                                            recorder: Recorder, monkeypatch: pytest.MonkeyPatch,
+                                                            step_s: float) -> None:
+    srv = make_server()
+    s = _raw(srv.path)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + step_s)
+    t0 = time.monotonic()
+    assert _ask(s, {"id": "a", "op": "echo", "args": {}, "budget": 5, **P})["ok"] is True
+    assert _ask(s, {"id": "b", "op": "echo", "args": {}, "budget": -0.5, **P})["error"]["kind"] == \
+        "coordination_timeout"
+    ((_, _, deadline),) = recorder.calls
+    assert deadline is not None and t0 + 5 <= deadline <= time.monotonic() + 5
+    s.close()

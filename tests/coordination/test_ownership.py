@@ -49,7 +49,7 @@ def own(tmp_path: Path, svc: FakeService) -> Iterator[Ownership]:
 
 
 def _later(s: float = 5.0) -> float:
-    return time.time() + s
+    return time.monotonic() + s
 
 
 def test_taking_the_lease_records_it_binds_the_socket_and_serves_forwarded_calls(own: Ownership,
@@ -92,7 +92,7 @@ def test_taking_the_lease_drops_this_process_ticket_and_removes_stale_ones(own: 
 def test_a_call_whose_deadline_passed_is_never_applied(own: Ownership, svc: FakeService) -> None:
     assert own.try_become_owner(_later())
     with pytest.raises(CoordinationTimeout, match="nothing was applied"):
-        own.run("list", {}, time.time() - 0.01, forwarded=False)
+        own.run("list", {}, time.monotonic() - 0.01, forwarded=False)
     busy, done = threading.Event(), threading.Event()
 
     def long_operation() -> None:  # another thread (the operation lock is reentrant)

@@ -56,7 +56,7 @@ def make(tmp_path: Path) -> Iterator[Any]:
 
 
 def _attempt(op: str = "list", deadline_s: float = 5.0) -> policies.Attempt:
-    return policies.Attempt(op, {"limit": 1}, time.time() + deadline_s)
+    return policies.Attempt(op, {"limit": 1}, time.monotonic() + deadline_s)
 
 
 def test_forward_with_nobody_serving_takes_the_lease_and_runs_here(make: Any) -> None:

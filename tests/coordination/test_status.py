@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 
+from clarity import __version__
 from clarity.config import Settings, load_settings
 from clarity.coordination import status as st
-from clarity.coordination import tickets
+from clarity.coordination import tickets, wire
 from clarity.coordination.lease import Lease
+from clarity.engines import store_format
 from clarity.platform import backends, files, processes
 from tests.harness.scripted import Scripted
 
@@ -284,3 +286,42 @@ def test_doctor_with_a_live_owner_only_removes_stale_tickets(settings: Settings,
     assert _record(settings) == before and left["sock"].exists()
     assert [w["pid"] for w in out["status"]["waiters"]] == [waiting.pid]
     assert out["status"]["owner"]["pid"] == owner.pid
+
+
+# ---- versions --------------------------------------------------------------------------------
+
+def test_status_shows_this_process_the_owner_and_the_store_versions(settings: Settings,
+                                                                     hold: Callable[..., Holder]) -> None:
+    out = st.status(settings)
+    assert out["this_process"]["version"] == __version__ and out["this_process"]["protocol"] == wire.PROTOCOL
+    assert out["versions"] == {
+        "this_process": {"clarity": __version__, "protocol": wire.PROTOCOL, "store_format": store_format.FORMAT},
+        "owner": None, "store": {"format": 1, "clarity": None, "recorded": False}, "problem": None}
+    owner = hold("lease")
+    store_format.open_store(settings)
+    out = st.status(settings)
+    assert out["owner"]["version"] == __version__ and out["owner"]["protocol"] == wire.PROTOCOL
+    assert out["versions"]["owner"] == {"clarity": __version__, "protocol": wire.PROTOCOL, "pid": owner.pid}
+    assert out["versions"]["store"] == {"format": store_format.FORMAT, "clarity": __version__, "recorded": True}
+    assert out["versions"]["problem"] is None
+
+
+def test_status_says_what_an_owner_of_clarity_0_1_means(settings: Settings, hold: Callable[..., Holder]) -> None:
+    owner = hold("lease")
+    rec = _record(settings)
+    del rec["protocol"]
+    rec["version"] = "0.1.0"
+    files.publish_json(settings.coordination_dir / "lease.json", rec)  # what Clarity 0.1.0 writes
+    out = st.status(settings)
+    assert (out["owner"]["version"], out["owner"]["protocol"]) == ("0.1.0", 1)
+    assert out["versions"]["owner"] == {"clarity": "0.1.0", "protocol": 1, "pid": owner.pid}
+    assert out["versions"]["problem"] == (
+        f"the store is owned by Clarity 0.1.0 (pid {owner.pid}, protocol 1); this session is Clarity "
+        f"{__version__} (protocol {wire.PROTOCOL}): restart the older sessions")
+
+
+def test_status_says_what_a_store_of_a_newer_format_means(settings: Settings) -> None:
+    files.publish_json(settings.layout.store_format, {"format": store_format.FORMAT + 1, "clarity": "7.0.0"})
+    v = st.status(settings)["versions"]
+    assert v["store"] == {"format": store_format.FORMAT + 1, "clarity": "7.0.0", "recorded": True}
+    assert "written by Clarity 7.0.0" in v["problem"] and f"this is Clarity {__version__}" in v["problem"]

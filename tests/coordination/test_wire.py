@@ -14,9 +14,17 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from clarity import timings
+from clarity import __version__, timings
 from clarity.coordination import wire
-from clarity.errors import ClarityError, InvalidArgument, NotFound, ProtocolError, ReplyTooLarge, from_wire
+from clarity.errors import (
+    ClarityError,
+    InvalidArgument,
+    NotFound,
+    ProtocolError,
+    ReplyTooLarge,
+    VersionMismatch,
+    from_wire,
+)
 
 LIMIT = 4096
 
@@ -193,3 +201,59 @@ def test_encoding_and_decoding_are_timed_as_wire(pair: tuple[socket.socket, sock
     wire.recv_frame(b, LIMIT)
     after = timings.snapshot()["wire"]["n"]
     assert after == min(timings.WINDOW, before + 2)
+
+
+# ---- requests: the protocol, the version and the time left ------------------------------------
+
+def test_a_request_carries_the_protocol_the_clarity_version_and_a_budget_not_an_instant() -> None:
+    now = time.monotonic()
+    req = wire.request("r1", "store", {"content": "x"}, now + 12.5)
+    assert set(req) == {"id", "op", "args", "protocol", "clarity", "budget"}
+    assert (req["id"], req["op"], req["args"]) == ("r1", "store", {"content": "x"})
+    assert req["protocol"] == wire.PROTOCOL == 2 and req["clarity"] == __version__
+    assert 12.5 - (time.monotonic() - now) <= req["budget"] <= 12.5
+    assert wire.request("r2", "list", {}, now - 3)["budget"] == 0.0  # a passed deadline: nothing left
+
+
+def test_the_receiver_turns_the_budget_into_a_deadline_on_its_own_monotonic_clock() -> None:
+    r = wire.parse_request({"id": "a", "op": "list", "args": {"limit": 1}, "protocol": wire.PROTOCOL,
+                            "clarity": "0.2.0", "budget": 4.25}, received_at=1000.0)
+    assert r == wire.Request("a", "list", {"limit": 1}, wire.PROTOCOL, "0.2.0", 1004.25)
+    assert r.sender == "0.2.0"
+    assert wire.parse_request({"id": "b", "op": "list", "protocol": 2}, 5.0).deadline is None
+    huge = wire.parse_request({"id": "c", "op": "list", "protocol": 2, "budget": 1e300}, 5.0)
+    assert huge.deadline == 5.0 + wire.MAX_BUDGET_S  # a lock wait never gets an unbounded timeout
+
+
+def test_a_frame_of_clarity_0_1_is_read_as_protocol_1_its_deadline_as_time_left_on_arrival(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)
+    old = {"id": "o", "op": "store", "args": {"content": "x"}, "deadline": 1_700_000_007.5}
+    r = wire.parse_request(old, received_at=50.0)
+    assert (r.protocol, r.clarity, r.sender, r.deadline) == (1, None, "0.1.x", 57.5)
+
+
+@pytest.mark.parametrize("bad", [
+    [1], {"op": 5}, {"op": "x", "args": [1]}, {"op": "x", "protocol": "2"}, {"op": "x", "protocol": False},
+    {"op": "x", "protocol": 0}, {"op": "x", "protocol": 2, "budget": "1"}, {"op": "x", "protocol": 2, "budget": True},
+    {"op": "x", "protocol": 2, "budget": float("nan")}, {"op": "x", "deadline": "tomorrow"},
+])
+def test_a_malformed_request_is_a_protocol_error(bad: Any) -> None:
+    with pytest.raises(ProtocolError, match="malformed request"):
+        wire.parse_request(bad, 0.0)
+
+
+def test_the_version_mismatch_message_names_both_sides_and_what_to_do() -> None:
+    err = wire.version_mismatch("0.1.0", 321, 1, "0.2.0", 2)
+    assert isinstance(err, VersionMismatch) and not err.retryable and err.kind == "version_mismatch"
+    assert err.message == ("the store is owned by Clarity 0.1.0 (pid 321, protocol 1); this session is Clarity "
+                           "0.2.0 (protocol 2): restart the older sessions")
+    assert "Clarity 0.1.x (pid 5, protocol 1)" in wire.version_mismatch(None, 5, 1, "0.2.0", 2).message
+    back = from_wire(orjson.loads(wire.encode(wire.error_reply("r", err))[4:])["error"])
+    assert type(back) is VersionMismatch and back.message == err.message
+
+
+def test_a_lease_record_without_a_protocol_is_protocol_1() -> None:
+    assert wire.record_protocol({"pid": 1, "version": "0.1.0"}) == 1
+    assert wire.record_protocol({"protocol": 2}) == 2
+    assert wire.record_protocol({"protocol": "2"}) == 1
