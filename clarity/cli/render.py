@@ -50,4 +50,7 @@ def status_text(st: dict[str, Any]) -> str:
                      f"heartbeat {o['heartbeat_age_s']} s ago, {o['state'].upper()}")
     lines.append(f"waiters: {len(st['waiters'])}" + "".join(f"\n  pid {w['pid']} since {w['since']}"
                                                            for w in st["waiters"]))
+    problem = (st.get("versions") or {}).get("problem")
+    if problem:
+        lines.append(f"versions: {problem}")
     return "\n".join(lines)
