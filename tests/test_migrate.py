@@ -257,3 +257,23 @@ def test_a_legacy_vector_of_another_size_is_named(home: Path) -> None:
         migrate_if_needed(settings, DIM + 1, nullcontext)
     assert "385" in err.value.message and any(pid in err.value.message for pid in points), err.value.message
     assert legacy_present(settings.qdrant_path) and not edge_dir(settings.qdrant_path).exists()
+
+
+def test_a_legacy_store_written_after_the_migration_is_moved_aside_not_a_reason_to_fail(home: Path) -> None:
+    """Regression (two versions on one store): an older Clarity wrote a new legacy store beside the migrated
+    Edge one; from then on every call of the newer one failed (`Directory not empty: .../qdrant/collection ->
+    .../backups/qdrant-client-...`). Now the late files move aside under a name of their own, once."""
+    points = write_legacy(home, 40)
+    settings = load_settings(home)
+    assert migrate_if_needed(settings, DIM, nullcontext) is not None
+    late = write_legacy(home, 7, seed=11)  # what an old session writes afterwards
+    assert legacy_present(settings.qdrant_path)
+    res = migrate_if_needed(settings, DIM, nullcontext)
+    assert res is not None and not legacy_present(settings.qdrant_path)
+    aside = [p for p in settings.backups_dir.iterdir() if "-leftover-" in p.name]
+    assert len(aside) == 1 and (aside[0] / "meta.json").exists() and (aside[0] / "collection" / "memories").is_dir()
+    assert migrate_if_needed(settings, DIM, nullcontext) is None
+    listed = orjson.loads(cli(home, "list", "--json", "--limit", "100").stdout)
+    assert listed["total"] == len(points)  # the Edge store is intact and serves
+    out = cli(home, "import", "--qdrant-path", str(aside[0]), "--json")  # the late memories can be brought in
+    assert out.returncode == 0 and orjson.loads(out.stdout)["imported"] == len(late)

@@ -113,6 +113,18 @@ def run_copy(qdrant_path: Path, target: Path, dim: int, collection: str,
     return report
 
 
+def _unique(parent: Path, name: str) -> Path:
+    """A new folder `parent/name` (or `name-2`, `name-3`, ...), created mode 0700."""
+    n = 1
+    while True:
+        folder = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir(mode=0o700, parents=True)
+            return folder
+        except FileExistsError:
+            n += 1
+
+
 def migrate_if_needed(settings: Settings, dim: int,
                       exclusive: Callable[[], AbstractContextManager[None]]) -> dict[str, Any] | None:
     """Migrate when the engine is Edge and a legacy store is present; None when nothing to do."""
@@ -176,12 +188,22 @@ def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "m
     faults.point("migrate.after-commit")
     dest = backups_dir / str(info["backup"])
     dest.mkdir(parents=True, exist_ok=True)
+    aside: Path | None = None  # where legacy files written after a completed move go (see below)
     for item in LEGACY_ITEMS:
         src = qdrant_path / item
         if src.exists() or src.is_symlink():
             if item == "meta.json":
                 faults.point("migrate.moving")
-            os.rename(src, dest / item)
+            target = dest / item
+            if target.exists() or target.is_symlink():
+                # a legacy store written beside the Edge one after the migration had moved the first one
+                # (an older Clarity on this store): move it aside under a name of its own, never fail on it
+                if aside is None:
+                    aside = _unique(backups_dir, f"{info['backup']}-leftover-{time.strftime('%Y%m%dT%H%M%S')}")
+                    log.warning("legacy store files written after the migration (by an older Clarity?) moved to "
+                                "%s: import them with `clarity import --qdrant-path %s`", aside, aside)
+                target = aside / item
+            os.rename(src, target)
     (qdrant_path / LOCK_FILE).unlink(missing_ok=True)
     sync_dir(qdrant_path)
     seconds = round(time.perf_counter() - t0, 3)
