@@ -10,7 +10,8 @@ Kinds, by who raises them:
 - the caller's input or the store's content: InvalidArgument, NotFound (nothing changed);
 - configuration and safety: ConfigError, UnsafeStore, UnsupportedPlatform;
 - the engine: EngineLocked (its own storage lock refused this process: retryable), MigrationFailed,
-  BuildAbandoned (an index build gave up; the old shard keeps serving);
+  BuildAbandoned (an index build gave up; the old shard keeps serving), DiskFull (too little free space
+  for a write: nothing was applied);
 - coordination: NotOwner and LeaseLost (retryable: nothing was applied here), OwnerGone, NotSent
   (retryable: the owner's socket refused, reset or was never reached), OwnerTimeout (sent, no reply by
   the deadline: the outcome is unknown), OwnerUnresponsive, CoordinationTimeout, ProtocolError,
@@ -93,6 +94,13 @@ class BuildAbandoned(ClarityError):
     shard keeps serving, nothing is lost."""
 
     kind = "index_build"
+
+
+class DiskFull(ClarityError):
+    """The store's file system has too little free space for a write: nothing was applied; the message
+    says how much is free, where, and how much the write needs. Writes work again once space is freed."""
+
+    kind = "disk_full"
 
 
 # ---- coordination ------------------------------------------------------------------------------
@@ -190,7 +198,7 @@ class ToolCallError(ClarityError):
 _KINDS: dict[str, type[ClarityError]] = {
     cls.kind: cls
     for cls in (ClarityError, InvalidArgument, NotFound, ConfigError, UnsafeStore, EngineLocked,
-                MigrationFailed, BuildAbandoned, NotOwner, ReplyTooLarge, OwnerUnresponsive,
+                MigrationFailed, BuildAbandoned, DiskFull, NotOwner, ReplyTooLarge, OwnerUnresponsive,
                 CoordinationTimeout, ProtocolError, VersionMismatch, StoreTooNew)
 }
 

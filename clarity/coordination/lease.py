@@ -16,6 +16,10 @@ Files in `<home>/qdrant/.qdrant_coordination/` (a private folder: this user, mod
   stamps `released_at`.
 - `epoch` (and `../.qdrant_coordination.epoch`, which survives deletion of the folder): `epoch` grows
   by one at every acquisition, so a garbage record does not reset it.
+- On a full file system (ENOSPC, EDQUOT) an acquisition that cannot write the epoch or the record still
+  takes the lease, with a warning: the lock is what fences, these files are informational (the epoch
+  then does not grow for that tenure; sessions that read the old record cannot reach this owner until
+  it can write one, while this process serves its own session's reads).
 
 Fencing: the engine's own storage lock is the hard fence (qdrant-client's `.lock` flock, Qdrant Edge's
 WAL lock): two processes can never have the store open at once, whatever the lease says. The lease
@@ -27,6 +31,7 @@ deleted between that check and its write notices before the write (the engine lo
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -36,6 +41,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from clarity import __version__
 from clarity.coordination.wire import PROTOCOL
@@ -129,9 +136,14 @@ class Lease:
                 "protocol": PROTOCOL, "socket": socket_path, "mode": mode, "epoch": epoch,
                 "acquired_at": now, "heartbeat_at": now, "released_at": None,
             }
-            files.publish(self.epoch_path, str(epoch).encode())
-            files.publish(self.epoch_backup, str(epoch).encode())
-            files.publish_json(self.record_path, record)
+            for path, data in ((self.epoch_path, str(epoch).encode()), (self.epoch_backup, str(epoch).encode()),
+                               (self.record_path, orjson.dumps(record))):
+                try:
+                    files.publish(path, data)
+                except OSError as e:
+                    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    log.warning("lease: could not write %s (%s): holding the lease without it", path, e)
         except BaseException:
             records.close()
             lease.close()

@@ -19,6 +19,8 @@ offer), never by platform name, the way filelock picks its backends:
 - `memory`: giving freed heap back to the OS and capping malloc arenas (glibc; no-ops elsewhere).
 - `pagecache`: keeping a folder's files in the page cache (`posix_fadvise(WILLNEED)`; a no-op where
   it is missing).
+- `disk`: free space of a folder's file system (`statvfs`) and backing a sparse file's pages before a
+  memory map writes them (`fallocate(2)` where the C library has it, nothing elsewhere).
 
 `require_posix()` is the one platform check by name: Windows (CPython has no AF_UNIX there) gets a
 one-line error that says to use WSL 2.
@@ -44,7 +46,8 @@ def require_posix() -> None:
 
 def backends() -> dict[str, str]:
     """Which backend each mechanism uses in this process (for `clarity status` and the tests)."""
-    from clarity.platform import children, locks, memory, pagecache, peers, processes
+    from clarity.platform import children, disk, locks, memory, pagecache, peers, processes
 
     return {"locks": locks.BACKEND, "peers": peers.BACKEND, "processes": processes.BACKEND,
-            "children": children.BACKEND, "memory": memory.BACKEND, "pagecache": pagecache.BACKEND}
+            "children": children.BACKEND, "memory": memory.BACKEND, "pagecache": pagecache.BACKEND,
+            "disk": disk.BACKEND}

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import clarity.platform as platform
-from clarity.platform import children, locks, memory, pagecache, peers, processes
+from clarity.platform import children, disk, locks, memory, pagecache, peers, processes
 
 ALLOWED = {
     "locks": {"ofd", "flock"},
@@ -18,6 +18,7 @@ ALLOWED = {
     "children": {"pdeathsig", "watchdog"},
     "memory": {"glibc", "none"},
     "pagecache": {"fadvise", "none"},
+    "disk": {"fallocate", "none"},
 }
 
 
@@ -55,7 +56,8 @@ def test_backends_names_every_mechanism_and_its_module_choice() -> None:
     for mechanism, backend in report.items():
         assert backend in ALLOWED[mechanism], (mechanism, backend)
     assert report == {"locks": locks.BACKEND, "peers": peers.BACKEND, "processes": processes.BACKEND,
-                      "children": children.BACKEND, "memory": memory.BACKEND, "pagecache": pagecache.BACKEND}
+                      "children": children.BACKEND, "memory": memory.BACKEND, "pagecache": pagecache.BACKEND,
+                      "disk": disk.BACKEND}
 
 
 def test_backends_reports_what_is_in_use_now(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,14 @@ child process and swaps it in (`clarity.engines.edge.build`; the shard folder is
 `clarity.engines.edge.layout`). Points written since the last build are searched exactly. A generation
 indexed by an older version (`edge_shard.INDEX_LAYOUT`) is rebuilt once, in the same way, after its open.
 
+Full disks: Edge writes its WAL (32 MiB segment files `wal/open-N`, created sparse, one spare ahead)
+and its segments through shared memory maps, and a page the file system cannot back kills the process
+with SIGBUS. So no write reaches Edge unless the shard's file system has `disk_margin` bytes free plus
+four times the batch's size (`DiskFull` otherwise: nothing was applied, and writes work again once space
+is freed), and the WAL file being written is preallocated (`clarity.platform.disk`) at open and whenever
+a write rolls the WAL over, when there is room for that beyond the margin. Reads never write.
+Not covered: another process taking the margin's last bytes between the check and Edge's write.
+
 Stores written before BM25 (points without `bm25`) get their sparse vectors once per shard, at the
 first open (`edge_shard.backfill_sparse`, in vector-only batches; the marker `BM25_COMPLETE` records
 that it ran). It runs under the lease; a kill leaves the rest for the next open.
@@ -24,11 +32,14 @@ that it ran). It runs under the lease; a kill leaves the rest for the next open.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from clarity.engines.base import Filter, Point, SearchQuery
 from clarity.engines.edge.build import IndexBuild, index_layout, indexed_count
@@ -53,10 +64,15 @@ from clarity.engines.edge.shard import (  # noqa: F401  (edge_dir, open_shard, .
     to_filter,
 )
 from clarity.engines.hybrid import edge_request, ranked
+from clarity.errors import DiskFull
+from clarity.platform import disk
 from clarity.platform.locks import FileLock
 
 log = logging.getLogger(__name__)
 DEFAULT_INDEX_THRESHOLD = 20_000
+# free bytes a write needs beyond 4x its own size: the pages Edge touches in ~25 mapped segment files,
+# a WAL rollover's record, the flush's regular writes, the lease record and the log
+DISK_MARGIN = 8 << 20
 
 
 class EdgeEngine:
@@ -66,6 +82,7 @@ class EdgeEngine:
 
     name = "qdrant-edge"
     exclusive = True
+    disk_margin = DISK_MARGIN
 
     def __init__(self, path: Path, flush_interval_s: float = 1.0,
                  index_threshold: int = DEFAULT_INDEX_THRESHOLD) -> None:
@@ -84,6 +101,7 @@ class EdgeEngine:
         self._build: IndexBuild | None = None
         self.last_build: IndexBuild | None = None
         self._fence: FileLock | None = None
+        self._wal: tuple[str, ...] = ()  # the WAL's file names after the last write (see _back_wal)
 
     def _s(self) -> Any:
         if self._shard is None:
@@ -100,15 +118,22 @@ class EdgeEngine:
                 finish_restore(self.base)
                 remove_strays(self.base)
                 self._dir = current_dir(self.base)
+                if not (self._dir / "segments").is_dir():  # creating a shard writes (an existing one opens)
+                    self._room(0, "create the store")
                 self._shard = open_shard(self._dir, dim)
             except BaseException:
                 fence.close()
                 raise
             self._fence, self.dim = fence, dim
+            self._back_wal()
             marker = self._dir / BM25_COMPLETE
-            if not marker.exists():  # once per shard: afterwards every write carries its BM25 vector
+            if not marker.exists() and self._free() < self.disk_margin:
+                log.warning("BM25 backfill postponed: less than %d MB free on %s", self.disk_margin >> 20,
+                            self._dir)
+            elif not marker.exists():  # once per shard: afterwards every write carries its BM25 vector
                 backfill_sparse(self._shard)
                 marker.touch(mode=0o600)
+                self._back_wal()
             log.info("opened Edge shard %s in %.3f s", self._dir, time.perf_counter() - t)
             self._group = GroupCommit(self._flush_current)
             if self.flush_interval_s > 0:
@@ -127,6 +152,47 @@ class EdgeEngine:
         except Exception:
             if shard is self._shard:
                 raise  # else: replaced by an index build, which flushed the new shard before the switch
+
+    def _free(self) -> int:
+        try:
+            return disk.free_bytes(self._dir)
+        except OSError:
+            return 1 << 62  # no statvfs answer: do not refuse writes on a guess
+
+    def _room(self, batch_bytes: int, what: str = "") -> None:
+        """Raise DiskFull unless the shard's file system has room for a write of `batch_bytes`."""
+        need = self.disk_margin + 4 * batch_bytes
+        free = self._free()
+        if free < need:
+            raise DiskFull(f"disk full: {free / 1e6:.1f} MB free on {self._dir}, need {need / 1e6:.1f} MB"
+                           f"{' to ' + what if what else ''}; free space and retry: nothing was applied")
+
+    def _back_wal(self) -> None:
+        """Preallocate the WAL file Edge writes now (the lowest `open-N`) when the WAL's files changed
+        since the last call, and only when the file system keeps `disk_margin` free beyond it. Never
+        raises: without it the margin check still guards each write."""
+        wal = self._dir / "wal"
+        try:
+            names = tuple(sorted(os.listdir(wal)))
+        except OSError:
+            return
+        if names == self._wal:
+            return
+        self._wal = names
+        opened = [n for n in names if n.startswith("open-") and n[5:].isdigit()]
+        if not opened:
+            return
+        active = wal / min(opened, key=lambda n: int(n[5:]))
+        try:
+            missing = active.stat().st_size - disk.allocated_bytes(active)
+            if missing <= 0:
+                return
+            if self._free() - missing < 2 * self.disk_margin:
+                log.info("WAL file %s not preallocated: %.1f MB free", active, self._free() / 1e6)
+                return
+            disk.preallocate(active)
+        except OSError as e:
+            log.warning("could not preallocate the WAL file %s: %s", active, e)
 
     def _maybe_build(self) -> None:
         """Start a background index build when due (caller holds the lock or is opening)."""
@@ -179,10 +245,16 @@ class EdgeEngine:
 
         if not points:
             return
-        edge_points = [q.Point(p.id, edge_vectors(p.vector, p.payload, p.sparse), _to_edge_payload(p.payload))
-                       for p in points]
+        payloads = [_to_edge_payload(p.payload) for p in points]
+        edge_points = [q.Point(p.id, edge_vectors(p.vector, p.payload, p.sparse), payload)
+                       for p, payload in zip(points, payloads, strict=True)]
+        # the batch's bytes, roughly: payload JSON, dense floats, ids and the sparse vector
+        size = sum(len(orjson.dumps(payload)) for payload in payloads) + sum(4 * len(p.vector or ()) + 512
+                                                                              for p in points)
         with self._lock:
+            self._room(size)
             self._s().update(q.UpdateOperation.upsert_points(edge_points))
+            self._back_wal()
             if self._build is not None:
                 self._build.note([p.id for p in points], True)
             self._since_build += len(points)
@@ -195,7 +267,9 @@ class EdgeEngine:
         if not ids:
             return
         with self._lock:
+            self._room(64 * len(ids))
             self._s().update(q.UpdateOperation.delete_points(list(ids)))
+            self._back_wal()
             if self._build is not None:
                 self._build.note(list(ids), False)
         self._written()
