@@ -4,9 +4,10 @@ request to the Coordinator (run as is when this process owns the store, else sen
 owner); the answer is validated once into the tool's output model (`mcp_reply`), fitted to
 `max_chars` where sized.
 
-Arguments are checked in one place, Clarity's models (`clarity.memory.model`: `StoreArgs`,
-`RetrieveArgs`, ...), strictly: an unknown key, "5" for 5, 1 for true or 5.0 for an integer is
-refused with a message in Clarity's words, as the CLI and a call over the owner's socket are. The
+Arguments are checked in one place, `clarity.memory.arguments`, against Clarity's models
+(`clarity.memory.model`: `StoreArgs`, `RetrieveArgs`, ...), strictly: an unknown key, "5" for 5, 1 for
+true or 5.0 for an integer is refused with a message in Clarity's words, as the CLI and a call over the
+owner's socket are. The
 MCP SDK would validate a tool's arguments itself first, against a model it builds from the
 function's signature, leniently ("5" becomes 5, unknown keys are dropped) and with pydantic's
 messages; Clarity's tools take the arguments as sent instead (`_AsSent`), and advertise their
@@ -45,6 +46,7 @@ from clarity.coordination.coordinator import Coordinator
 from clarity.errors import ClarityError, InvalidArgument
 from clarity.mcp_context import add_context
 from clarity.memory import model as m
+from clarity.memory.arguments import input_schema, parse
 from clarity.memory.budget import (
     MemoryPage,
     SizedListResult,
@@ -52,6 +54,7 @@ from clarity.memory.budget import (
     fit_memories,
     page_memory,
 )
+from clarity.memory.results import DeleteResult, StatsResult, StoreResult, UpdateResult
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ def strict_tool(fn: Callable[..., Awaitable[Any]], model: type[m.Request], *, de
     meta = tool.fn_metadata
     as_sent = _AsSent(arg_model=meta.arg_model, output_schema=meta.output_schema, output_model=meta.output_model,
                       wrap_output=meta.wrap_output)
-    schema = {**copy.deepcopy(m.input_schema(model)), "title": f"{tool.name}Arguments"}  # the SDK's title
+    schema = {**copy.deepcopy(input_schema(model)), "title": f"{tool.name}Arguments"}  # the SDK's title
     return tool.model_copy(update={"parameters": schema, "fn_metadata": as_sent})
 
 
@@ -109,7 +112,7 @@ def strict_tool(fn: Callable[..., Awaitable[Any]], model: type[m.Request], *, de
 def _containers(model: type[BaseModel]) -> dict[str, tuple[type, ...]]:
     """The arguments of `model` that take an array or an object, and the Python types of those."""
     out: dict[str, tuple[type, ...]] = {}
-    for name, schema in m.input_schema(model).get("properties", {}).items():
+    for name, schema in input_schema(model).get("properties", {}).items():
         kinds = {s.get("type") for s in schema.get("anyOf", [schema])}
         found = tuple(t for k, t in (("array", list), ("object", dict)) if k in kinds)
         if found:
@@ -182,7 +185,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
     def check(model: type[RQ], args: dict[str, Any]) -> RQ:
         """The client's arguments parsed once, strictly, by the tool's model (see the module docstring)."""
         with timings.timed("mcp_parse"):
-            return m.parse(model, _decoded(model, args))
+            return parse(model, _decoded(model, args))
 
     def reply(model: type[RS], result: dict[str, Any], max_chars: int | None = None) -> RS:
         """The answer validated once into the tool's output model (fitted to `max_chars` first)."""
@@ -194,12 +197,12 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
                        "as duplicate_of.",
           ToolAnnotations(title="Store a memory", read_only_hint=False, destructive_hint=False,
                           idempotent_hint=True, open_world_hint=False))
-    async def store_memory(args: dict[str, Any]) -> m.StoreResult:
+    async def store_memory(args: dict[str, Any]) -> StoreResult:
         a = check(m.StoreArgs, args)
         m.check_content(a.content, settings.memory.max_content_bytes)
         if bad_session is not None:
             raise bad_session
-        return reply(m.StoreResult, await run("store", a.request(m.new_id(), session)))
+        return reply(StoreResult, await run("store", a.request(m.new_id(), session)))
 
     @tool(m.RetrieveArgs, "Find memories by meaning and by keywords (hybrid search: exact identifiers, error "
                           "codes, config keys, paths rank first), best first, each with its cosine similarity "
@@ -235,22 +238,22 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
                            "metadata, context. The old values are overwritten.",
           ToolAnnotations(title="Update a memory", read_only_hint=False, destructive_hint=True,
                           idempotent_hint=True, open_world_hint=False))
-    async def update_memory(args: dict[str, Any]) -> m.UpdateResult:
+    async def update_memory(args: dict[str, Any]) -> UpdateResult:
         a = check(m.UpdateRequest, args)
         if a.updates.content is not None:
             m.check_content(a.updates.content, settings.memory.max_content_bytes)
-        return reply(m.UpdateResult, await run("update", a))
+        return reply(UpdateResult, await run("update", a))
 
     @tool(m.DeleteRequest, "Delete memories by id. Ids that do not exist are reported in not_found.",
           ToolAnnotations(title="Delete memories", read_only_hint=False, destructive_hint=True,
                           idempotent_hint=True, open_world_hint=False))
-    async def delete_memory(args: dict[str, Any]) -> m.DeleteResult:
-        return reply(m.DeleteResult, await run("delete", check(m.DeleteRequest, args)))
+    async def delete_memory(args: dict[str, Any]) -> DeleteResult:
+        return reply(DeleteResult, await run("delete", check(m.DeleteRequest, args)))
 
     @tool(m.StatsRequest, "Totals by memory type, the engine, the embedding model and storage size.",
           _READ.model_copy(update={"title": "Memory statistics"}))
-    async def memory_stats(args: dict[str, Any]) -> m.StatsResult:
-        return reply(m.StatsResult, await run("stats", check(m.StatsRequest, args)))
+    async def memory_stats(args: dict[str, Any]) -> StatsResult:
+        return reply(StatsResult, await run("stats", check(m.StatsRequest, args)))
 
     @tool(m.StatusArgs, "Who owns the shared store now (pid, epoch, heartbeat, state), who waits, and this "
                         "session's role. Never takes the lease.",

@@ -6,7 +6,7 @@ value after a round trip: text is valid Unicode (no lone surrogates) without con
 other than tab, newline and carriage return; JSON values are null, booleans, 64-bit signed
 integers, finite floats, such texts, lists, and objects with text keys, nested at most
 `MAX_DEPTH` deep. Each check raises ValueError with a message naming the offending place, which
-`model.parse` turns into InvalidArgument. Size limits are the models' job, not these checks'.
+`arguments.parse` turns into InvalidArgument. Size limits are the models' job, not these checks'.
 `shown`/`quote` put a value into a message in JSON's words (`the string "5"`). Nothing here imports
 any other part of Clarity: requests, records read from files and the engines' checks share it.
 """

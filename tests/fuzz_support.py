@@ -31,7 +31,7 @@ def digest(memories: list[dict[str, Any]]) -> str:
 
 
 _INTERNALS = ("Traceback", "File \"", " object at 0x", "<class ")
-# pydantic's own wording: an argument error must come in Clarity's words (clarity.memory.model.explain)
+# pydantic's own wording: an argument error must come in Clarity's words (clarity.memory.arguments.explain)
 PYDANTIC_TEXT = ("errors.pydantic.dev", "validation error for", "Input should", "[type=", "Extra inputs",
                  "Field required", "List should", "String should", "Value error,")
 _BARE_SDK_ERROR = re.compile(r"^Error executing tool \w+$")  # the MCP SDK's answer to a crash

@@ -222,6 +222,7 @@ def test_payload_values_come_back_exactly(tmp_path: Path) -> None:
     from clarity.engines.base import Point
     from clarity.engines.edge.engine import EdgeEngine
     from clarity.memory import model as m
+    from clarity.memory.arguments import parse
 
     engine = EdgeEngine(tmp_path / "edge")
     engine.ensure_collection(4)
@@ -236,7 +237,7 @@ def test_payload_values_come_back_exactly(tmp_path: Path) -> None:
     engine.close()
     for p in points:
         assert got[p.id] == p.payload
-    req = m.parse(m.StoreRequest, {"id": str(uuid.uuid4()), "content": "x", "importance": 0.123456789})
+    req = parse(m.StoreRequest, {"id": str(uuid.uuid4()), "content": "x", "importance": 0.123456789})
     assert req.importance == 0.123457
 
 

@@ -3,7 +3,7 @@
 (a) only `clarity/platform/` touches the operating system directly: no other module imports or calls
     `fcntl`, `prctl`, `posix_fadvise`, `malloc_trim` or `mallopt` (by name, attribute or a ctypes lookup
     string), nor has a string literal containing "/proc";
-(b) only `clarity/config.py` reads the environment (`os.environ`, `os.getenv`, or `from os import` them);
+(b) only `clarity/config/environment.py` reads the environment (`os.environ`, `os.getenv`, or `from os import` them);
 (c) imports point down the floors of `FLOORS` (a module may import its own floor or lower ones), and every
     import of `clarity.*` names a module that exists;
 (d) no import cycle between modules of clarity/, deferred imports inside functions included
@@ -38,7 +38,7 @@ FLOORS: list[tuple[float, tuple[str, ...]]] = [
     (1, ("clarity/errors.py", "clarity/layout.py", "clarity/values.py", "clarity/__init__.py")),
     (2, ("clarity/platform/",)),
     (3, ("clarity/timings.py", "clarity/project.py")),
-    (4, ("clarity/config.py", "clarity/faults.py")),
+    (4, ("clarity/config/", "clarity/faults.py")),
     (5, ("clarity/encoders/",)),
     (6.0, ("clarity/engines/base.py",)),
     (6.1, ("clarity/engines/hybrid.py",)),
@@ -53,7 +53,7 @@ FLOORS: list[tuple[float, tuple[str, ...]]] = [
 
 OS_ONLY_NAMES = frozenset({"fcntl", "prctl", "posix_fadvise", "malloc_trim", "mallopt"})
 ENV_NAMES = frozenset({"environ", "environb", "getenv", "getenvb"})
-CONFIG = "clarity/config.py"
+CONFIG = "clarity/config/environment.py"
 
 
 @dataclass(frozen=True)

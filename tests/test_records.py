@@ -14,6 +14,7 @@ import pytest
 from clarity.engines.base import Point
 from clarity.memory import model as m
 from clarity.memory import records
+from clarity.memory.arguments import parse
 
 ID = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 OTHER = "0a1b2c3d-4a5b-4c6d-8e9f-6f1c2d3e4a5b"
@@ -73,10 +74,10 @@ def test_stats_keys_in_the_order_the_service_has_always_sent(tmp_path: Path) -> 
 
 
 def test_other_results() -> None:
-    req = m.parse(m.ListRequest, {"limit": 2, "offset": 1})
+    req = parse(m.ListRequest, {"limit": 2, "offset": 1})
     listed = records.dump(records.listed(req, 5, [Point(id=ID, payload=payload())]))
     assert list(listed) == ["total", "offset", "limit", "memories"] and "content" not in listed["memories"][0]
-    rreq = m.parse(m.RetrieveRequest, {"query": "q", "include_metadata": True})
+    rreq = parse(m.RetrieveRequest, {"query": "q", "include_metadata": True})
     hit = Point(id=ID, payload=payload(), score=0.3, extra={"cosine": 0.3})
     assert records.dump(records.retrieved(rreq, 0.25, [hit])) == {
         "query": "q", "mode": "hybrid", "min_similarity": 0.25, "count": 1,
@@ -99,7 +100,7 @@ def test_export_is_oldest_first_and_passes_the_payloads_through() -> None:
 
 
 def test_payloads_leave_their_inputs_as_they_were() -> None:
-    req = m.parse(m.StoreRequest, {"id": ID, "content": "c", "tags": ["t"]})
+    req = parse(m.StoreRequest, {"id": ID, "content": "c", "tags": ["t"]})
     assert records.new_payload(req, "h", TS) == {
         "content": "c", "memory_type": "note", "importance": 0.5, "tags": ["t"], "metadata": {}, "context": {},
         "created_at": TS, "updated_at": TS, "content_hash": "h", "session": ""}
@@ -120,7 +121,7 @@ def test_payloads_leave_their_inputs_as_they_were() -> None:
 ])
 def test_imported_payload_keeps_valid_timestamps(item: dict[str, Any], created: str | None,
                                                  updated: str | None) -> None:
-    req = m.parse(m.StoreRequest, {"id": ID, "content": "c"})
+    req = parse(m.StoreRequest, {"id": ID, "content": "c"})
     got = records.imported_payload({"id": ID, "content": "c", "superseded_by": OTHER, "supersedes": "",
                                     **item}, req)
     assert got["superseded_by"] == OTHER and "supersedes" not in got

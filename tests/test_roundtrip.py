@@ -28,6 +28,7 @@ from clarity.engines.edge.engine import EdgeEngine, edge_dir
 from clarity.engines.edge.migrate import migrate_if_needed
 from clarity.memory import model as m
 from clarity.memory import records
+from clarity.memory.arguments import parse
 from clarity.memory.restore import restore_into_edge
 
 DIM = 384
@@ -103,7 +104,7 @@ def memories(n: int, seed: int = 7) -> list[Point]:
     start = datetime(2025, 3, 1, tzinfo=UTC)
     out = []
     for i in range(n):
-        req = m.parse(m.StoreRequest, {
+        req = parse(m.StoreRequest, {
             "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "content": f"round trip memory {i} {rng.choice(TEXTS)}".strip() + ".",
             "memory_type": rng.choice(["note", "fact", "decision"]), "importance": round(rng.random(), 6),

@@ -13,6 +13,7 @@ from clarity.encoders.dense import Embedder
 from clarity.engines.edge.engine import EdgeEngine, edge_dir
 from clarity.errors import InvalidArgument, NotFound
 from clarity.memory import model as m
+from clarity.memory.arguments import parse
 from clarity.memory.model import new_id
 from clarity.memory.service import OPERATIONS, MemoryService
 
@@ -194,7 +195,7 @@ def test_a_parsed_request_answers_as_its_json(svc: MemoryService) -> None:
     r = store(svc, "parsed or not, the same answer", tags=["p"])
     for op, args in (("get", {"memory_id": r["id"]}), ("list", {"tags": ["p"], "include_content": True}),
                      ("retrieve", {"query": "the same answer", "include_metadata": True})):
-        req = m.parse(OPERATIONS[op].request, args)
+        req = parse(OPERATIONS[op].request, args)
         assert svc.execute(op, req) == svc.execute(op, args), op
     with pytest.raises(InvalidArgument, match="must be a JSON object"):
         svc.execute("get", [r["id"]])  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from clarity.config import load_settings
 from clarity.coordination.coordinator import Coordinator
 from clarity.errors import InvalidArgument
 from clarity.memory import model as m
+from clarity.memory.arguments import input_schema, parse
 from clarity.session_client import SessionClient, ToolCallError
 from tests.conftest import all_memories, cli, open_sessions, owner_session, run_async
 from tests.fuzz_support import PYDANTIC_TEXT, assert_readable, digest
@@ -206,7 +207,7 @@ def test_input_schemas_refuse_unknown_keys_and_give_exact_types(home: Path) -> N
     schemas = run_async(main)
     assert set(schemas) == set(TOOLS_MODELS)
     for name, schema in schemas.items():
-        assert schema == {**m.input_schema(TOOLS_MODELS[name]), "title": f"{name}Arguments"}, name
+        assert schema == {**input_schema(TOOLS_MODELS[name]), "title": f"{name}Arguments"}, name
         assert schema["additionalProperties"] is False, name
     props = {name: s["properties"] for name, s in schemas.items()}
     assert props["memory_stats"] == {} and props["coordination_status"] == {}
@@ -244,7 +245,7 @@ def test_the_schema_and_parse_agree_on_every_argument_and_type(model: type[m.Req
     type: whatever `parse` accepts the schema accepts, whatever the schema refuses `parse` refuses, and
     a refusal for the type (`must be ..., not ...`) is one the schema makes too. (The schema cannot
     say everything parse checks: ids are UUIDs, texts have no control characters, ...)"""
-    schema = m.input_schema(model)
+    schema = input_schema(model)
     checker = Draft202012Validator(schema)
     keys = [*schema["properties"], "bogus"]
     variants = [{**BASE[model], k: v} for k in keys for v in SAMPLES]
@@ -254,7 +255,7 @@ def test_the_schema_and_parse_agree_on_every_argument_and_type(model: type[m.Req
     assert len(variants) >= len(SAMPLES)
     for args in variants:
         try:
-            m.parse(model, args)
+            parse(model, args)
             accepted, message = True, ""
         except InvalidArgument as e:
             accepted, message = False, e.message
@@ -291,12 +292,12 @@ def test_messages_name_the_problem_without_pydantic_text() -> None:
     ]
     for model, args, needle in cases:
         with pytest.raises(InvalidArgument) as e:
-            m.parse(model, args)
+            parse(model, args)
         assert needle in e.value.message, e.value.message
         assert not any(p in e.value.message for p in PYDANTIC_TEXT), e.value.message
     many = {f"k{i}": i for i in range(30)} | {"limit": "x", "offset": "y"}
     with pytest.raises(InvalidArgument) as e:
-        m.parse(m.ListRequest, many)
+        parse(m.ListRequest, many)
     assert "k0, k1, k2, k3, k4, k5, k6, k7 and 22 more: not an argument" in e.value.message
     assert len(e.value.message) < 1000
 
@@ -304,20 +305,20 @@ def test_messages_name_the_problem_without_pydantic_text() -> None:
 def test_a_parsed_tool_call_becomes_the_same_request_json_would() -> None:
     """`narrow` and `StoreArgs.request` build the operation's request without validating again: the same
     request as parsing the JSON the tool would have sent."""
-    args = m.parse(m.RetrieveArgs, {"query": "q", "limit": 7, "types": ["note"], "min_similarity": -1,
+    args = parse(m.RetrieveArgs, {"query": "q", "limit": 7, "types": ["note"], "min_similarity": -1,
                                     "recency_weight": 0.25, "max_chars": 5000})
     req = m.narrow(m.RetrieveRequest, args)
     assert type(req) is m.RetrieveRequest
-    assert req == m.parse(m.RetrieveRequest, req.model_dump())
+    assert req == parse(m.RetrieveRequest, req.model_dump())
     assert req.model_dump() == {**args.model_dump(exclude={"max_chars"})}
-    lst = m.narrow(m.ListRequest, m.parse(m.ListArgs, {"offset": 3, "include_content": True}))
-    assert lst == m.parse(m.ListRequest, {"offset": 3, "include_content": True})
+    lst = m.narrow(m.ListRequest, parse(m.ListArgs, {"offset": 3, "include_content": True}))
+    assert lst == parse(m.ListRequest, {"offset": 3, "include_content": True})
     assert lst.include_superseded is False
-    got = m.narrow(m.GetRequest, m.parse(m.GetArgs, {"memory_id": ID.upper(), "offset": 9}))
+    got = m.narrow(m.GetRequest, parse(m.GetArgs, {"memory_id": ID.upper(), "offset": 9}))
     assert got == m.GetRequest(memory_id=ID)
-    store = m.parse(m.StoreArgs, {"content": "c", "importance": 0.1234567, "tags": None, "supersedes": ID.upper()})
+    store = parse(m.StoreArgs, {"content": "c", "importance": 0.1234567, "tags": None, "supersedes": ID.upper()})
     sreq = store.request(ID, "s1")
-    assert sreq == m.parse(m.StoreRequest, {"id": ID, "content": "c", "importance": 0.1234567, "session": "s1",
+    assert sreq == parse(m.StoreRequest, {"id": ID, "content": "c", "importance": 0.1234567, "session": "s1",
                                             "supersedes": ID})
     assert sreq.importance == 0.123457 and sreq.tags == [] and sreq.metadata == {}
     with pytest.raises(InvalidArgument, match="session: the session contains the control character U\\+0007"):

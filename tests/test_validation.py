@@ -21,6 +21,8 @@ from clarity.errors import InvalidArgument
 from clarity.mcp_server import build_server
 from clarity.memory import model as m
 from clarity.memory import service
+from clarity.memory.arguments import parse
+from clarity.memory.results import ListResult
 from clarity.memory.service import MemoryService
 from clarity.session_client import ToolCallError
 from tests.conftest import open_sessions, owner_session, run_async
@@ -68,18 +70,18 @@ BAD: list[tuple[type[m._Req], dict[str, Any], str]] = [
 def test_bad_requests_are_invalid_arguments_with_readable_messages(model: type[m._Req], args: dict[str, Any],
                                                                    needle: str) -> None:
     with pytest.raises(InvalidArgument) as e:
-        m.parse(model, args)
+        parse(model, args)
     assert needle in e.value.message
     assert len(e.value.message) < 1000
 
 
 def test_good_requests_still_parse() -> None:
-    req = m.parse(m.StoreRequest, store(content="tab\there\nnewline ✓ 🚀", importance=1, tags=["naïve"],
+    req = parse(m.StoreRequest, store(content="tab\there\nnewline ✓ 🚀", importance=1, tags=["naïve"],
                                         metadata={"n": 2**63 - 1, "neg": -(2**63), "f": 1.5},
                                         context=deep(31), session="cli-1"))
     assert req.importance == 1.0 and req.metadata["n"] == 2**63 - 1
-    assert m.parse(m.ListRequest, {"offset": 10**9}).offset == 10**9
-    assert m.parse(m.StatsRequest, {}) is not None
+    assert parse(m.ListRequest, {"offset": 10**9}).offset == 10**9
+    assert parse(m.StatsRequest, {}) is not None
 
 
 def test_stats_refuses_unknown_arguments_in_the_service(home: Path) -> None:
@@ -93,7 +95,7 @@ def test_an_unexpected_engine_error_is_a_readable_tool_error(home: Path, monkeyp
     raises a RuntimeError; the tool answers with its kind and message, not the SDK's bare
     "Error executing tool list_memories"."""
 
-    def broken(self: MemoryService, req: m.ListRequest) -> m.ListResult:
+    def broken(self: MemoryService, req: m.ListRequest) -> ListResult:
         raise RuntimeError("engine fell over")
 
     broken_list = dataclasses.replace(service.OPERATIONS["list"], handler=broken)

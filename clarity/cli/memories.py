@@ -75,7 +75,8 @@ def cmd_delete(settings: Settings, a: argparse.Namespace) -> int:
     if store_exists(settings):
         res = with_coordinator(settings, "delete", {"memory_ids": a.ids})
     else:
-        from clarity.memory.model import DeleteRequest, parse
+        from clarity.memory.arguments import parse
+        from clarity.memory.model import DeleteRequest
 
         # the ids are checked as the store would check them
         res = {"deleted": [], "not_found": parse(DeleteRequest, {"memory_ids": a.ids}).memory_ids}

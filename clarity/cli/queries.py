@@ -44,7 +44,8 @@ def cmd_search(settings: Settings, a: argparse.Namespace) -> int:
     if store_exists(settings):
         res = with_coordinator(settings, "retrieve", args)
     else:
-        from clarity.memory.model import RetrieveRequest, parse
+        from clarity.memory.arguments import parse
+        from clarity.memory.model import RetrieveRequest
         from clarity.memory.timefilter import created_range
 
         req = parse(RetrieveRequest, args)  # bad arguments are refused as the store would
@@ -108,7 +109,8 @@ def cmd_list(settings: Settings, a: argparse.Namespace) -> int:
     _check_max_chars(a.max_chars)
     flt = _filters(a)
     if not store_exists(settings):
-        from clarity.memory.model import ListRequest, parse
+        from clarity.memory.arguments import parse
+        from clarity.memory.model import ListRequest
         from clarity.memory.timefilter import created_range
 
         parse(ListRequest, {**flt, "limit": a.limit, "offset": a.offset})  # refused as the store would

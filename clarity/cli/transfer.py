@@ -78,7 +78,8 @@ def _import_qdrant(settings: Settings, a: argparse.Namespace) -> int:
 def _check_importable(memories: Any, max_bytes: int, source: str) -> list[dict[str, Any]]:
     """Every memory of an export checked as the store checks it, before any is sent: a bad one stops
     the import before anything is stored (the import goes in chunks, each a call of its own)."""
-    from clarity.memory.model import StoreRequest, check_content, parse
+    from clarity.memory.arguments import parse
+    from clarity.memory.model import StoreRequest, check_content
     from clarity.memory.records import IMPORTED_FIELDS
 
     if not isinstance(memories, list):

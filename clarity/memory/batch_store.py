@@ -32,13 +32,15 @@ from clarity.engines.base import Engine, Point
 from clarity.errors import ClarityError, InvalidArgument
 from clarity.memory import model as m
 from clarity.memory import records
+from clarity.memory.arguments import parse_args
+from clarity.memory.results import StoreResult
 from clarity.memory.similar import similar_memories
 
 if TYPE_CHECKING:
     from clarity.config import MemorySettings
     from clarity.encoders.dense import Embedder
 
-Answer = m.StoreResult | ClarityError
+Answer = StoreResult | ClarityError
 
 
 @dataclass
@@ -58,7 +60,7 @@ def find_duplicate(engine: Engine, memory_type: str, content_hash: str) -> Point
 
 def parse_item(args: object, limits: MemorySettings) -> m.StoreRequest:
     """One store's arguments as a StoreRequest whose content is within the limits, or InvalidArgument."""
-    req = m.parse_args(m.StoreRequest, args)
+    req = parse_args(m.StoreRequest, args)
     m.check_content(req.content, limits.max_content_bytes)
     return req
 
@@ -117,7 +119,7 @@ def store_batch(engine: Callable[[], Engine], embedder: Embedder, limits: Memory
     vectors = embedder.embed([w.point.payload["content"] for w in written])
     for w, vector in zip(written, vectors, strict=True):
         w.point.vector = vector
-    answers: dict[int, m.StoreResult] = {}
+    answers: dict[int, StoreResult] = {}
     for w in written:  # the memories superseded by this item and the items before it count as superseded
         skip = {old for old, by in successor.items() if new[by].item <= w.item}
         answers[w.item] = records.stored(w.point, similar_memories(eng, w.point, limits.similar_threshold, skip))

@@ -27,10 +27,8 @@ from clarity.memory.model import (  # the bounds of max_chars live with the tool
     DEFAULT_MAX_CHARS,
     MAX_MAX_CHARS,
     MIN_MAX_CHARS,
-    ListResult,
-    Memory,
-    RetrieveResult,
 )
+from clarity.memory.results import ListResult, Memory, RetrieveResult
 
 __all__ = ["DEFAULT_MAX_CHARS", "MAX_MAX_CHARS", "MIN_MAX_CHARS", "MemoryPage", "SizedListResult",
            "SizedRetrieveResult", "Sized", "fit_memories", "marker", "measure", "page_memory", "water_fill"]

@@ -1,47 +1,27 @@
-"""Memory and the request/response models. They validate input and are the MCP tools' schemas.
+"""The request models: each operation's arguments (`*Request`), each MCP tool's (`*Args`), the field
+types they are made of, and the helpers that make or check a request's values (`new_id`, `content_hash`,
+`check_content`, `narrow`, `session_name`). They validate input and are the MCP tools' input schemas.
 
 Every request model rejects unknown fields and wrong types (strictly: no "5" for 5, no 1 for true,
 no 5.0 for an integer), non-finite floats, integers outside their bounds, texts with lone surrogates
 or control characters, and metadata/context that is not plain JSON (see `values`: 64-bit integers,
-at most 32 levels deep, at most 64 KiB). `parse()` turns any such problem into an `InvalidArgument`
-whose message names each bad field in Clarity's words (`limit: must be an integer, not the string
-"5"`), so a person can read it; a request that parses can be sent over the owner's socket as is.
-
-This is the one place arguments are checked, whichever way a call comes: an MCP tool parses the
-client's arguments with its `*Args` model below (`input_schema` of the same model is what
-`tools/list` advertises), the service parses JSON (the CLI's, or a peer's over the owner's socket)
-with the operation's `*Request` model, and a request parsed in this process is not parsed again.
-
-Every operation answers one of the result models below (`clarity.memory.records` builds them); the
-service sends them as JSON (`records.dump`), the MCP tools validate that JSON into the same models.
+at most 32 levels deep, at most 64 KiB). `clarity.memory.arguments.parse()` turns any such problem into
+an `InvalidArgument` whose message names each bad field in Clarity's words (`limit: must be an integer,
+not the string "5"`), so a person can read it; a request that parses can be sent over the owner's socket
+as is.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import uuid
-from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import orjson
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    StringConstraints,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    model_serializer,
-)
-from pydantic_core import ErrorDetails
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo
 
 from clarity.errors import InvalidArgument
-from clarity.values import check_json, check_text, number, quote, shown
+from clarity.values import check_json, check_text, quote
 
 MAX_TAGS = 32
 MAX_FILTERS = 100
@@ -66,6 +46,7 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS),
                  AfterValidator(lambda v: check_text(v, "the text"))]
 Session = Annotated[str, StringConstraints(max_length=MAX_SESSION_CHARS),
                     AfterValidator(lambda v: check_text(v, "the session", multiline=False))]
+
 
 
 def new_id() -> str:
@@ -329,309 +310,3 @@ def session_name(value: str) -> str:
     if problem is not None:
         raise InvalidArgument(f"invalid arguments: session: {problem}")
     return value
-
-
-# ---- responses -------------------------------------------------------------------------------
-# Output schemas stay flat: a nullable field is `"type": [T, "null"]`, not an `anyOf` (a client such as
-# the Python MCP SDK validates every answer with jsonschema, where each anyOf costs a descent and an
-# error object per miss; measured: a 5-memory retrieve answer 1.8 -> 1.3 ms).
-
-OptStr = Annotated[str | None, WithJsonSchema({"type": ["string", "null"]})]
-OptNum = Annotated[float | None, WithJsonSchema({"type": ["number", "null"]})]
-OptObj = Annotated[dict[str, Any] | None, WithJsonSchema({"type": ["object", "null"]})]
-_LEFT_OUT_WHEN_NONE = ("content", "metadata", "context", "similarity", "supersedes", "superseded_by")
-
-
-class Memory(BaseModel):
-    """A memory as tools return it. `content`, `metadata` and `context` are left out where the
-    call did not ask for them; `similarity` is set by retrieve only; `supersedes` and `superseded_by`
-    only where set (an answer never carries those keys as null)."""
-
-    id: str
-    memory_type: str
-    content: OptStr = None
-    importance: float
-    tags: list[str] = []
-    metadata: OptObj = None
-    context: OptObj = None
-    created_at: str
-    updated_at: str
-    content_hash: str
-    session: str = ""
-    similarity: OptNum = None
-    supersedes: OptStr = None
-    superseded_by: OptStr = None
-
-    @model_serializer(mode="wrap")
-    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        out: dict[str, Any] = handler(self)
-        for key in _LEFT_OUT_WHEN_NONE:
-            if key in out and out[key] is None:
-                del out[key]
-        return out
-
-
-class SimilarMemory(BaseModel):
-    id: str
-    similarity: float
-
-
-class StoreResult(BaseModel):
-    """What a store answers: the id and what happened, not the memory (the caller has it; get_memory
-    returns it whole)."""
-
-    id: str = Field(description="id of the stored memory (of the existing one when duplicate)")
-    stored: bool = Field(description="false when the same content and type already existed")
-    duplicate_of: OptStr = Field(default=None, description="the existing memory's id when not stored")
-    created_at: str = Field(description="when the memory (the existing one when duplicate) was stored")
-    similar_to: list[SimilarMemory] = Field(default_factory=list, description=(
-        "memories of the same type whose meaning is nearly the same (cosine >= the configured "
-        "threshold, `memory.similar_threshold`); the new memory is stored all the same: update or "
-        "delete one of them, or store with supersedes=<id> to replace an older one"))
-
-
-class RetrieveResult(BaseModel):
-    query: str
-    mode: str = "hybrid"
-    min_similarity: float
-    count: int
-    memories: list[Memory]
-
-
-class ListResult(BaseModel):
-    total: int = Field(description="memories matching the filters")
-    offset: int
-    limit: int
-    memories: list[Memory]
-
-
-class UpdateResult(BaseModel):
-    """What an update answers (get_memory returns the updated memory)."""
-
-    id: str
-    updated_fields: list[str]
-    reembedded: bool = Field(description="true when the content changed and was embedded again")
-    updated_at: str
-
-
-class DeleteResult(BaseModel):
-    deleted: list[str]
-    not_found: list[str]
-
-
-class StatsResult(BaseModel):
-    total: int
-    by_type: dict[str, int]
-    engine: str
-    model: str
-    dims: int
-    storage_bytes: int
-    unindexed: int = Field(0, description="memories written since the last vector index build (searched "
-                           "exactly meanwhile; the owner rebuilds in the background past a threshold)")
-    index_building: bool = Field(False, description="an index build runs in the background now")
-    home: str
-    served_by_pid: int
-
-
-class ExportResult(BaseModel):
-    """Every memory as stored (`id` then the stored payload, plus `vector` when asked for), oldest first."""
-
-    model: str = Field(description="the embedding model the store's vectors come from")
-    count: int
-    memories: list[dict[str, Any]]
-
-
-class ImportResult(BaseModel):
-    imported: int
-    skipped: int = Field(description="memories whose id was already stored (left as they were)")
-
-
-class BackupResult(BaseModel):
-    file: str = Field(description="the backup file written")
-    count: int
-    bytes: int
-
-
-T = TypeVar("T", bound=BaseModel)
-MAX_PROBLEMS = 8  # a message names at most this many problems, then counts the rest
-
-
-def parse(model: type[T], data: Any) -> T:
-    """Validate `data` as `model`, raising InvalidArgument with a readable message. An instance of
-    `model` is returned as is: it was validated when it was made (a request parsed at the MCP edge
-    and handed to the service in the same process is not parsed again)."""
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        raise InvalidArgument("invalid arguments: " + explain(model, e)) from None
-
-
-def parse_args(model: type[T], args: object) -> T:
-    """One operation's arguments as `model`: a JSON object (parsed here) or a request already parsed in
-    this process (see `parse`); anything else is refused with InvalidArgument."""
-    if not isinstance(args, dict | _Req):
-        raise InvalidArgument("arguments must be a JSON object")
-    return parse(model, args)
-
-
-# ---- input schemas and messages ----------------------------------------------------------------
-
-
-@cache
-def input_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema of `model` as a tool's input schema: `additionalProperties: false` (unknown keys
-    are refused) and the exact types and bounds `parse` checks, with nested models written in place
-    (no `$ref`: some clients do not follow them). Cached: treat it as read-only."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-    schema.pop("description", None)  # the class docstring is for Python readers; the tool has its own
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, list):
-            return [inline(x) for x in node]
-        if not isinstance(node, dict):
-            return node
-        out = {k: inline(v) for k, v in node.items() if k != "$ref"}
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            target = {k: v for k, v in inline(defs[ref.rsplit("/", 1)[-1]]).items() if k != "description"}
-            out = {**target, **out}
-        return out
-
-    result: dict[str, Any] = inline(schema)
-    return result
-
-
-_TYPE_NAMES = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string",
-               "object": "an object", "array": "an array", "null": "null"}
-_PLURALS = {"integer": "integers", "number": "numbers", "boolean": "booleans", "string": "strings",
-            "object": "objects"}
-_TYPE_ERRORS = {"int_type": "integer", "float_type": "number", "bool_type": "boolean", "string_type": "string",
-                "list_type": "array", "dict_type": "object", "model_type": "object",
-                "model_attributes_type": "object", "none_required": "null"}
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,39}$")
-
-
-def _where(loc: tuple[int | str, ...]) -> str:
-    """`tags[0]`, `updates.importance`, `metadata."odd key"`."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            name = part if _PLAIN_KEY.match(part) else quote(part)
-            out += f".{name}" if out else name
-    return out or "arguments"
-
-
-def _schema_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> dict[str, Any] | None:
-    """The part of `model`'s input schema that describes the value at `loc`, if there is one."""
-    node: Any = input_schema(model)
-    for part in loc:
-        branches = node.get("anyOf", [node]) if isinstance(node, dict) else []
-        node = None
-        for b in branches:
-            if isinstance(part, int) and isinstance(b.get("items"), dict):
-                node = b["items"]
-            elif isinstance(part, str) and part in b.get("properties", {}):
-                node = b["properties"][part]
-        if node is None:
-            return None
-    return node if isinstance(node, dict) else None
-
-
-def expected(schema: dict[str, Any]) -> str:
-    """What the schema asks for, in words: `an integer`, `an array of strings or null`."""
-    if "anyOf" in schema:
-        return " or ".join(expected(s) for s in schema["anyOf"])
-    if "enum" in schema:
-        values = [json.dumps(v) for v in schema["enum"]]
-        return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
-    kind = schema.get("type")
-    if kind == "array" and isinstance(schema.get("items"), dict) and schema["items"].get("type") in _PLURALS:
-        return f"an array of {_PLURALS[schema['items']['type']]}"
-    return _TYPE_NAMES.get(kind, "a valid value") if isinstance(kind, str) else "a valid value"
-
-
-def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model whose fields the keys at `loc` are (`updates` of UpdateRequest: MemoryFields)."""
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            return None
-        inner = [a for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
-                 if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not inner:
-            return None
-        model = inner[0]
-    return model
-
-
-def _unknown(model: type[BaseModel], parent: tuple[int | str, ...], keys: list[str]) -> str:
-    inner = _model_at(model, parent)
-    phrase = getattr(inner, "unknown_key", "not an argument")
-    names = ", ".join(_where((*parent, k)) for k in keys[:MAX_PROBLEMS])
-    if len(keys) > MAX_PROBLEMS:
-        names += f" and {len(keys) - MAX_PROBLEMS} more"
-    fields = list(inner.model_fields) if inner is not None else []
-    takes = f"expected: {', '.join(fields)}" if fields else "it takes none"
-    return f"{names}: {phrase} ({takes})"
-
-
-def _problem(model: type[BaseModel], err: ErrorDetails) -> str:
-    """One validation error in Clarity's words (without its location)."""
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    if kind in _TYPE_ERRORS or kind == "literal_error":
-        schema = _schema_at(model, err["loc"])
-        want = expected(schema) if schema is not None else _TYPE_NAMES[_TYPE_ERRORS.get(kind, "string")]
-        return f"must be {want}, not {shown(value)}"
-    if kind == "missing":
-        return "is required"
-    bound = next((ctx[k] for k in ("ge", "gt", "le", "lt") if k in ctx), None)
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        words = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most",
-                 "less_than": "less than"}[kind]
-        got = number(value) if isinstance(value, int | float) else shown(value)
-        return f"must be {words} {bound}, not {got}"
-    if kind in ("too_short", "too_long"):
-        n = ctx.get("min_length" if kind == "too_short" else "max_length")
-        items = "item" if n == 1 else "items"
-        return (f"must hold {'at least' if kind == 'too_short' else 'at most'} {n} {items}, "
-                f"not {ctx.get('actual_length', '?')}")
-    if kind == "string_too_short":
-        n = ctx.get("min_length", 1)
-        return "must not be empty" if n == 1 else f"must be at least {n} characters"
-    if kind == "string_too_long":
-        size = len(value) if isinstance(value, str) else "?"
-        return f"must be at most {ctx.get('max_length')} characters, not {size}"
-    if kind == "string_pattern_mismatch":
-        if ctx.get("pattern") == MEMORY_TYPE_PATTERN:
-            return ("must be a short slug (a lowercase letter, then up to 31 lowercase letters, digits, _ or -), "
-                    f"not {shown(value)}")
-        return f"must match {ctx.get('pattern')}, not {shown(value)}"
-    if kind == "finite_number":
-        return f"must be a finite number, not {number(value) if isinstance(value, float) else shown(value)}"
-    msg = str(err["msg"])
-    if kind in ("value_error", "assertion_error"):  # Clarity's own validators: their message as is
-        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    for subject in ("Input", "String", "List", "Dictionary", "Value"):  # any other kind: pydantic's words, reworded
-        msg = msg.replace(f"{subject} should", "must")
-    return msg[:1].lower() + msg[1:]
-
-
-def explain(model: type[BaseModel], error: ValidationError) -> str:
-    """Every problem `error` found parsing `model`, as `where: what` parts in Clarity's words (keys the
-    model does not take first, grouped per object), at most MAX_PROBLEMS of them."""
-    unknown: dict[tuple[int | str, ...], list[str]] = {}
-    parts: list[str] = []
-    for err in error.errors(include_url=False):
-        loc = tuple(err["loc"])
-        if err["type"] == "extra_forbidden" and loc:
-            unknown.setdefault(loc[:-1], []).append(str(loc[-1]))
-        else:
-            parts.append(f"{_where(loc)}: {_problem(model, err)}")
-    parts = [_unknown(model, parent, keys) for parent, keys in unknown.items()] + parts
-    more = len(parts) - MAX_PROBLEMS
-    return "; ".join(parts[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")

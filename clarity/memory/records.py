@@ -3,7 +3,7 @@
 Payloads (what the engine stores for a memory): `new_payload` (a store), `updated_payload` (an update),
 `imported_payload` (an import, which keeps ids, timestamps and chain links), `superseded` (the memory a
 store supersedes, pointing to its successor). Results (what an operation answers, as the result models
-of `clarity.memory.model`): `memory` (the Memory view of a stored point), `stored` / `existing` /
+of `clarity.memory.results`): `memory` (the Memory view of a stored point), `stored` / `existing` /
 `duplicate` (a store), `retrieved`, `listed`, `updated`, `deleted`, `stats`, `exported`, `imported`,
 `backed_up`; `dump` turns any of them into the JSON-able dict the service sends.
 
@@ -26,6 +26,19 @@ from pydantic import BaseModel
 
 from clarity.engines.base import Point
 from clarity.memory import model as m
+from clarity.memory.results import (
+    BackupResult,
+    DeleteResult,
+    ExportResult,
+    ImportResult,
+    ListResult,
+    Memory,
+    RetrieveResult,
+    SimilarMemory,
+    StatsResult,
+    StoreResult,
+    UpdateResult,
+)
 
 # what an import takes from an exported memory to parse it as a store (timestamps and chain links are
 # taken by `imported_payload`)
@@ -96,12 +109,12 @@ def imported_payload(item: Mapping[str, Any], req: m.StoreRequest) -> dict[str, 
 # ---- results ---------------------------------------------------------------------------------
 
 
-def memory(p: Point, *, content: bool = True, meta: bool = True) -> m.Memory:
+def memory(p: Point, *, content: bool = True, meta: bool = True) -> Memory:
     """The Memory view of the stored point `p` (`content`, `metadata` and `context` only when asked for;
     `similarity`, the dense cosine with the query, when `p` is a search hit)."""
     pl = p.payload
     cos = p.extra.get("cosine", p.score)
-    return m.Memory(
+    return Memory(
         id=p.id, memory_type=pl.get("memory_type", "note"), importance=pl.get("importance", 0.5),
         tags=pl.get("tags", []), created_at=pl.get("created_at", ""), updated_at=pl.get("updated_at", ""),
         content_hash=pl.get("content_hash", ""), session=pl.get("session", ""),
@@ -113,65 +126,65 @@ def memory(p: Point, *, content: bool = True, meta: bool = True) -> m.Memory:
     )
 
 
-def similar_to(hits: Iterable[Point]) -> list[m.SimilarMemory]:
+def similar_to(hits: Iterable[Point]) -> list[SimilarMemory]:
     """A store's `similar_to` from the hits of `similar.similar_memories`."""
     out = []
     for p in hits:
         cos = p.extra.get("cosine")
-        out.append(m.SimilarMemory(id=p.id, similarity=round(float(cos if cos is not None else p.score or 0.0), 6)))
+        out.append(SimilarMemory(id=p.id, similarity=round(float(cos if cos is not None else p.score or 0.0), 6)))
     return out
 
 
-def stored(p: Point, similar: Iterable[Point] = ()) -> m.StoreResult:
+def stored(p: Point, similar: Iterable[Point] = ()) -> StoreResult:
     """A store that wrote the new memory `p` (`similar`: its near-copies stored before)."""
-    return m.StoreResult(id=p.id, stored=True, duplicate_of=None, created_at=p.payload.get("created_at", ""),
+    return StoreResult(id=p.id, stored=True, duplicate_of=None, created_at=p.payload.get("created_at", ""),
                          similar_to=similar_to(similar))
 
 
-def existing(p: Point) -> m.StoreResult:
+def existing(p: Point) -> StoreResult:
     """A store whose id is already stored with the same content and type: `p`, as when it was stored."""
     return stored(p)
 
 
-def duplicate(p: Point) -> m.StoreResult:
+def duplicate(p: Point) -> StoreResult:
     """A store of the content and type of the stored memory `p`: nothing written, `duplicate_of` = `p`."""
-    return m.StoreResult(id=p.id, stored=False, duplicate_of=p.id, created_at=p.payload.get("created_at", ""),
+    return StoreResult(id=p.id, stored=False, duplicate_of=p.id, created_at=p.payload.get("created_at", ""),
                          similar_to=[])
 
 
-def retrieved(req: m.RetrieveRequest, min_similarity: float, hits: Iterable[Point]) -> m.RetrieveResult:
+def retrieved(req: m.RetrieveRequest, min_similarity: float, hits: Iterable[Point]) -> RetrieveResult:
     memories = [memory(p, meta=req.include_metadata) for p in hits]
-    return m.RetrieveResult(query=req.query, mode=req.mode, min_similarity=min_similarity, count=len(memories),
+    return RetrieveResult(query=req.query, mode=req.mode, min_similarity=min_similarity, count=len(memories),
                             memories=memories)
 
 
-def listed(req: m.ListRequest, total: int, page: Iterable[Point]) -> m.ListResult:
+def listed(req: m.ListRequest, total: int, page: Iterable[Point]) -> ListResult:
     memories = [memory(p, content=req.include_content, meta=req.include_content) for p in page]
-    return m.ListResult(total=total, offset=req.offset, limit=req.limit, memories=memories)
+    return ListResult(total=total, offset=req.offset, limit=req.limit, memories=memories)
 
 
-def updated(memory_id: str, changes: Collection[str], reembedded: bool, ts: str) -> m.UpdateResult:
-    return m.UpdateResult(id=memory_id, updated_fields=sorted(changes), reembedded=reembedded, updated_at=ts)
+def updated(memory_id: str, changes: Collection[str], reembedded: bool, ts: str) -> UpdateResult:
+    return UpdateResult(id=memory_id, updated_fields=sorted(changes), reembedded=reembedded, updated_at=ts)
 
 
-def deleted(ids: Iterable[str], found: Collection[str]) -> m.DeleteResult:
+def deleted(ids: Iterable[str], found: Collection[str]) -> DeleteResult:
     """`ids` (each once, in order) split into those that were stored (deleted) and the others."""
     ids = list(ids)
-    return m.DeleteResult(deleted=[i for i in ids if i in found], not_found=[i for i in ids if i not in found])
+    return DeleteResult(deleted=[i for i in ids if i in found], not_found=[i for i in ids if i not in found])
 
 
 def stats(*, total: int, by_type: Mapping[str, int], engine: str, model: str, dims: int, storage_bytes: int,
-          home: Path, index_state: Mapping[str, Any]) -> m.StatsResult:
+          home: Path, index_state: Mapping[str, Any]) -> StatsResult:
     """The store's figures; `index_state` is the engine's (`written_since_build`, `building`; empty for
     an engine without a background index build). `served_by_pid` is this process."""
-    return m.StatsResult(
+    return StatsResult(
         total=total, by_type=dict(sorted(by_type.items())), engine=engine, model=model, dims=dims,
         storage_bytes=storage_bytes, home=str(home), unindexed=int(index_state.get("written_since_build", 0)),
         index_building=bool(index_state.get("building")), served_by_pid=os.getpid(),
     )
 
 
-def exported(model: str, points: Iterable[Point], with_vectors: bool) -> m.ExportResult:
+def exported(model: str, points: Iterable[Point], with_vectors: bool) -> ExportResult:
     """Every point as `{"id", **payload}` (plus `vector`), oldest first (by `created_at`, then id)."""
     memories = []
     for p in sorted(points, key=lambda p: (p.payload.get("created_at", ""), p.id)):
@@ -179,15 +192,15 @@ def exported(model: str, points: Iterable[Point], with_vectors: bool) -> m.Expor
         if with_vectors:
             item["vector"] = p.vector
         memories.append(item)
-    return m.ExportResult(model=model, count=len(memories), memories=memories)
+    return ExportResult(model=model, count=len(memories), memories=memories)
 
 
-def imported(count: int, skipped: int) -> m.ImportResult:
-    return m.ImportResult(imported=count, skipped=skipped)
+def imported(count: int, skipped: int) -> ImportResult:
+    return ImportResult(imported=count, skipped=skipped)
 
 
-def backed_up(path: Path, count: int) -> m.BackupResult:
-    return m.BackupResult(file=str(path), count=count, bytes=path.stat().st_size)
+def backed_up(path: Path, count: int) -> BackupResult:
+    return BackupResult(file=str(path), count=count, bytes=path.stat().st_size)
 
 
 # The service's JSON keeps the key order it has always had (what `clarity ... --json` prints and the
@@ -204,13 +217,13 @@ def _ordered(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 def dump(result: BaseModel) -> dict[str, Any]:
     """The JSON-able dict of an operation's result (what `MemoryService.execute` answers)."""
-    if isinstance(result, m.ExportResult):  # the stored payloads are plain JSON already: not copied again
+    if isinstance(result, ExportResult):  # the stored payloads are plain JSON already: not copied again
         return {**result.model_dump(exclude={"memories"}), "memories": result.memories}
     out = result.model_dump()
-    if isinstance(result, m.Memory):
+    if isinstance(result, Memory):
         return _ordered(out, _MEMORY_KEYS)
-    if isinstance(result, m.RetrieveResult | m.ListResult):
+    if isinstance(result, RetrieveResult | ListResult):
         out["memories"] = [_ordered(x, _MEMORY_KEYS) for x in out["memories"]]
-    elif isinstance(result, m.StatsResult):
+    elif isinstance(result, StatsResult):
         return _ordered(out, _STATS_KEYS)
     return out

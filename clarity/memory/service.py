@@ -3,7 +3,7 @@
 Operations are domain-level (text in, memories out) and listed in one table, `OPERATIONS`: each names
 its request model, whether it writes to the store, and its handler. Their arguments are JSON (parsed
 here, once) or the operation's request model parsed in this same process (taken as is, not parsed
-again); a handler answers its result model (`clarity.memory.model`; payloads and results are built in
+again); a handler answers its result model (`clarity.memory.results`; payloads and results are built in
 `clarity.memory.records`) and `execute` sends it as plain JSON (`records.dump`), so the same call can
 run here or be forwarded to another process. A store answers a StoreResult (id, stored, duplicate_of,
 created_at, similar_to), an update its id, fields and `updated_at`: never the memory (`get` returns it).
@@ -39,8 +39,21 @@ from clarity.engines.base import Engine, Point, SearchQuery, iter_all
 from clarity.errors import ClarityError, InvalidArgument, NotFound
 from clarity.memory import batch_store, records
 from clarity.memory import model as m
+from clarity.memory.arguments import parse, parse_args
 from clarity.memory.ranking import CANDIDATE_FACTOR, rerank
 from clarity.memory.records import now_iso as now_iso  # re-exported: part of this module's interface
+from clarity.memory.results import (
+    BackupResult,
+    DeleteResult,
+    ExportResult,
+    ImportResult,
+    ListResult,
+    Memory,
+    RetrieveResult,
+    StatsResult,
+    StoreResult,
+    UpdateResult,
+)
 from clarity.memory.timefilter import created_range
 
 log = logging.getLogger(__name__)
@@ -104,7 +117,7 @@ class MemoryService:
         operation = OPERATIONS.get(op) if isinstance(op, str) else None
         if operation is None:
             raise InvalidArgument(f"unknown operation {op!r}")
-        req = m.parse_args(operation.request, args)
+        req = parse_args(operation.request, args)
         with self._lock:
             return records.dump(operation.handler(self, req))
 
@@ -116,7 +129,7 @@ class MemoryService:
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    def _store(self, batch: Sequence[m.Args]) -> list[m.StoreResult | ClarityError]:
+    def _store(self, batch: Sequence[m.Args]) -> list[StoreResult | ClarityError]:
         return batch_store.store_batch(self._eng, self.embedder, self.settings.memory, batch)
 
     def _get_point(self, memory_id: str, with_vectors: bool = False) -> Point:
@@ -135,14 +148,14 @@ class MemoryService:
 
     # ---- operations (the handlers of OPERATIONS) ---------------------------------------------
 
-    def op_store(self, req: m.StoreRequest) -> m.StoreResult:
+    def op_store(self, req: m.StoreRequest) -> StoreResult:
         """A batch of one (the one store path); raises the item's ClarityError."""
         answer = self._store([req])[0]
         if isinstance(answer, ClarityError):
             raise answer
         return answer
 
-    def op_retrieve(self, req: m.RetrieveRequest) -> m.RetrieveResult:
+    def op_retrieve(self, req: m.RetrieveRequest) -> RetrieveResult:
         m.check_content(req.query, self.settings.memory.max_content_bytes, field="query")
         threshold = self.settings.memory.min_similarity if req.min_similarity is None else req.min_similarity
         flt = self._filter(req.types, req.tags, req.include_superseded)
@@ -158,15 +171,15 @@ class MemoryService:
         hits = rerank(self._eng().query(sq), req.limit, rw, iw, mem.recency_half_life_days)
         return records.retrieved(req, threshold, hits)
 
-    def op_list(self, req: m.ListRequest) -> m.ListResult:
+    def op_list(self, req: m.ListRequest) -> ListResult:
         flt = self._filter(req.types, req.tags, req.include_superseded)
         page = self._eng().newest(flt, req.offset, req.limit)
         return records.listed(req, self._eng().count(flt), page)
 
-    def op_get(self, req: m.GetRequest) -> m.Memory:
+    def op_get(self, req: m.GetRequest) -> Memory:
         return records.memory(self._get_point(req.memory_id))
 
-    def op_update(self, req: m.UpdateRequest) -> m.UpdateResult:
+    def op_update(self, req: m.UpdateRequest) -> UpdateResult:
         changes = req.updates.model_dump(exclude_none=True)
         if not changes:
             raise InvalidArgument("updates must name at least one of: content, memory_type, importance, "
@@ -182,14 +195,14 @@ class MemoryService:
         self._eng().upsert([Point(id=point.id, payload=payload, vector=vector)])
         return records.updated(point.id, changes, reembed, ts)
 
-    def op_delete(self, req: m.DeleteRequest) -> m.DeleteResult:
+    def op_delete(self, req: m.DeleteRequest) -> DeleteResult:
         ids = list(dict.fromkeys(req.memory_ids))
         found = {p.id for p in self._eng().retrieve(ids)}
         if found:
             self._eng().delete([i for i in ids if i in found])
         return records.deleted(ids, found)
 
-    def op_stats(self, req: m.StatsRequest) -> m.StatsResult:
+    def op_stats(self, req: m.StatsRequest) -> StatsResult:
         eng = self._eng()
         state = getattr(eng, "index_state", None)
         return records.stats(total=eng.count(), by_type=eng.facet("memory_type"), engine=eng.name,
@@ -197,13 +210,13 @@ class MemoryService:
                              storage_bytes=eng.storage_bytes(), home=self.settings.home,
                              index_state=state() if state is not None else {})
 
-    def op_export(self, req: m.ExportRequest) -> m.ExportResult:
+    def op_export(self, req: m.ExportRequest) -> ExportResult:
         points = [p for page in iter_all(self._eng(), with_vectors=req.with_vectors) for p in page]
         return records.exported(self.embedder.model_name, points, req.with_vectors)
 
-    def op_import(self, req: m.ImportRequest) -> m.ImportResult:
+    def op_import(self, req: m.ImportRequest) -> ImportResult:
         """Store exported memories, keeping their ids and timestamps; re-embeds (models may differ)."""
-        parsed = [(item, m.parse(m.StoreRequest, {k: item[k] for k in records.IMPORTED_FIELDS if k in item}))
+        parsed = [(item, parse(m.StoreRequest, {k: item[k] for k in records.IMPORTED_FIELDS if k in item}))
                   for item in req.memories]
         for _item, r in parsed:
             m.check_content(r.content, self.settings.memory.max_content_bytes)
@@ -216,7 +229,7 @@ class MemoryService:
                                 for (item, r), vector in zip(chunk, vectors, strict=True)])
         return records.imported(len(fresh), len(parsed) - len(fresh))
 
-    def op_backup(self, req: m.BackupRequest) -> m.BackupResult:
+    def op_backup(self, req: m.BackupRequest) -> BackupResult:
         """Write every memory with its vector to a JSONL file in `<home>/backups/` (see
         `clarity.engines.backup`); runs in the owner while sessions keep working (writes that arrive
         meanwhile wait for the service lock, so the file is one consistent state)."""

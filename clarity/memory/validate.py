@@ -1,7 +1,7 @@
 """A memory that comes from a file, checked as a store checks it: a record of a backup (restore), a point of a
 qdrant-client store (import, migration).
 
-The fields a store takes are checked by the store's own code: parsed as `StoreRequest` by `model.parse`, the
+The fields a store takes are checked by the store's own code: parsed as `StoreRequest` by `arguments.parse`, the
 content by `model.check_content` with the configured size limit, so a memory from a file passes exactly
 where storing it would. Then the fields only a stored memory has:
 - `created_at`, `updated_at`: RFC 3339 timestamps (ISO 8601 with a time zone: `2025-01-31T09:30:00+00:00`,
@@ -11,7 +11,7 @@ where storing it would. Then the fields only a stored memory has:
 - `supersedes`, `superseded_by`: memory ids (UUIDs), written in their canonical form;
 - a vector: exactly the store's dimension of finite 32-bit floats, not all zero.
 Every problem raises `BadRecord`: `field` names the top-level field, the message is `where: what` in the
-words `model.parse` uses.
+words `arguments.parse` uses.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from clarity.engines.points import BadRecord
 from clarity.errors import InvalidArgument
 from clarity.memory import model as m
+from clarity.memory.arguments import parse
 from clarity.memory.records import IMPORTED_FIELDS
 from clarity.values import shown
 
@@ -45,7 +46,7 @@ def request(memory_id: Any, fields: Mapping[str, Any], max_bytes: int) -> m.Stor
     """The store request of a memory with id `memory_id` and `fields` (the others are ignored), checked as a
     store checks it (`max_bytes`: the configured content limit)."""
     try:
-        req = m.parse(m.StoreRequest, {"id": memory_id, **{k: fields[k] for k in REQUEST_FIELDS if k in fields}})
+        req = parse(m.StoreRequest, {"id": memory_id, **{k: fields[k] for k in REQUEST_FIELDS if k in fields}})
         m.check_content(req.content, max_bytes)
     except InvalidArgument as e:
         raise _bad(e) from None
