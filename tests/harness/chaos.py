@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,29 @@ from tests.harness.processes import cli_status, cont, owner_pid, session_id_of, 
 
 
 class Chaos:
-    def __init__(self, home: Path, marker: str, kill_log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, marker: str, kill_log: Path, env: dict[str, str] | None = None,
+                 status_fn: Callable[[], dict[str, Any]] | None = None) -> None:
         self.home = home
+        self.status_fn = status_fn  # instead of `clarity status --json` (e.g. the same status, in-process)
         self.marker = marker
         self.env = env
         self.kill_log = Jsonl(kill_log)
         self.kills: list[dict[str, Any]] = []
+        self.standby_kills: list[dict[str, Any]] = []
         self.stops: list[dict[str, Any]] = []
         self.frozen: dict[str, Any] | None = None
         self.skipped: Counter[str] = Counter()
 
+    def status(self) -> dict[str, Any]:
+        """The home's status: `status_fn()` when given, else `clarity status --json`."""
+        if self.status_fn is not None:
+            return self.status_fn()
+        return cli_status(self.home, env=self.env, timeout=15)
+
     def target(self) -> tuple[dict[str, Any], str] | None:
         """(owner record, its session id) when the owner is a server of this run, else None (counted)."""
         try:
-            st = cli_status(self.home, env=self.env, timeout=15)
+            st = self.status()
         except (subprocess.TimeoutExpired, AssertionError, ValueError):
             self.skipped["status_failed"] += 1
             return None
@@ -60,6 +70,30 @@ class Chaos:
             self.skipped["owner_exited"] += 1
             return None
         self.kills.append(rec)
+        return rec
+
+    def kill_standby(self) -> dict[str, Any] | None:
+        """SIGKILL the hot standby (`clarity status --json` -> `standby.pid`) when it is a server of this
+        run; returns the kill record (logged like an owner kill, with role "standby") or None."""
+        try:
+            st = self.status()
+        except (subprocess.TimeoutExpired, AssertionError, ValueError):
+            self.skipped["status_failed"] += 1
+            return None
+        pid = (st.get("standby") or {}).get("pid")
+        if not isinstance(pid, int):
+            self.skipped["no_standby"] += 1
+            return None
+        sid = session_id_of(pid)
+        if sid is None or not sid.startswith(self.marker):
+            self.skipped["standby_not_ours"] += 1
+            return None
+        rec = {"t": time.time(), "pid": pid, "role": "standby", "session": sid}
+        self.kill_log.write(**rec)
+        if not signal_pid(pid, signal.SIGKILL):
+            self.skipped["standby_exited"] += 1
+            return None
+        self.standby_kills.append(rec)
         return rec
 
     def stop_owner(self) -> bool:
