@@ -57,7 +57,7 @@ def _stress_module() -> Any:
 
 stress = _stress_module()
 
-from tests.harness import ledger, processes  # noqa: E402
+from tests.harness import ledger  # noqa: E402
 from tests.harness.chaos import Chaos  # noqa: E402
 from tests.harness.machine import loadavg, machine_info  # noqa: E402
 from tests.harness.progress import Bar, progress  # noqa: E402
@@ -233,32 +233,15 @@ def main(argv: list[str] | None = None) -> int:
             run.interrupted = True
             sys.stderr.write("interrupted: stopping the writers, then verifying what was acknowledged\n")
         finally:
-            run.thaw()
-            run.stop_workers()
-        reaped = processes.reap(run.marker)
-        stored, verify_error = run.verify()
-        reaped += processes.reap(run.marker)
+            run.stop()
+        stored, verify_error, reaped = run.finish()
         run.t_end = time.time()
         machine["loadavg_end"] = loadavg()
         res = build_soak_report(run, stored, verify_error, reaped, machine)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
     finally:
-        run.thaw()
-        for proc in run.procs.values():
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=5)
-        processes.reap(run.marker)
-        run.chaos.close()
-        import shutil
-
-        if not a.keep:
-            shutil.rmtree(run.work, ignore_errors=True)
-            if run.own_home:
-                shutil.rmtree(run.home, ignore_errors=True)
-        else:
-            sys.stderr.write(f"kept home {run.home} and logs {run.work}\n")
+        run.cleanup(a.keep)
     if res is None:
         return 130
     print_soak_summary(res)

@@ -182,6 +182,36 @@ class Run:
                 time.sleep(1 + attempt)
         return None, err
 
+    def stop(self) -> None:
+        """End the chaos (thaw a frozen owner) and stop the workers; runs however the chaos loop ended."""
+        self.thaw()
+        self.stop_workers()
+
+    def finish(self) -> tuple[list[dict[str, Any]] | None, str | None, list[int]]:
+        """Once the workers are stopped: reap this run's servers, verify the store; (stored, verify_error,
+        reaped)."""
+        reaped = processes.reap(self.marker)
+        stored, verify_error = self.verify()
+        reaped += processes.reap(self.marker)
+        return stored, verify_error, reaped
+
+    def cleanup(self, keep: bool) -> None:
+        """Whatever happened: no frozen owner, no live worker or server of this run, temp folders gone
+        (unless `keep`)."""
+        self.thaw()
+        for proc in self.procs.values():
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        processes.reap(self.marker)
+        self.chaos.close()
+        if not keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+            if self.own_home:
+                shutil.rmtree(self.home, ignore_errors=True)
+        else:
+            sys.stderr.write(f"kept home {self.home} and logs {self.work}\n")
+
     def report(self, stored: list[dict[str, Any]] | None, verify_error: str | None,
                reaped: list[int]) -> dict[str, Any]:
         return build_report(self, stored, verify_error, reaped)
@@ -226,28 +256,13 @@ def main(argv: list[str] | None = None) -> int:
             run.interrupted = True
             sys.stderr.write("interrupted: stopping the workers, then verifying what was acknowledged\n")
         finally:
-            run.thaw()
-            run.stop_workers()
-        reaped = processes.reap(run.marker)
-        stored, verify_error = run.verify()
-        reaped += processes.reap(run.marker)
+            run.stop()
+        stored, verify_error, reaped = run.finish()
         res = run.report(stored, verify_error, reaped)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
     finally:
-        run.thaw()
-        for proc in run.procs.values():
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=5)
-        processes.reap(run.marker)
-        run.chaos.close()
-        if not a.keep:
-            shutil.rmtree(run.work, ignore_errors=True)
-            if run.own_home:
-                shutil.rmtree(run.home, ignore_errors=True)
-        else:
-            sys.stderr.write(f"kept home {run.home} and logs {run.work}\n")
+        run.cleanup(a.keep)
     if res is None:
         return 130
     print_summary(res)

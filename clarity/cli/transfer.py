@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,22 +54,31 @@ def cmd_export(settings: Settings, a: argparse.Namespace) -> int:
     return 0
 
 
-def _import_qdrant(settings: Settings, a: argparse.Namespace) -> int:
+def _import(settings: Settings, batches: Iterable[list[dict[str, Any]]],
+            advance: Callable[[int], None]) -> tuple[int, int]:
+    """Send each batch as one `import` call through the coordinator; (imported, already present)."""
     from clarity.coordination.coordinator import Coordinator
-    from clarity.memory.import_qdrant import ImportStats, read_store
 
-    stats = ImportStats()
     imported = skipped = 0
     coordinator = Coordinator(settings)
     try:
-        with progress(f"importing {a.qdrant_path}") as advance:
-            for batch in read_store(Path(a.qdrant_path), a.collection, settings.memory.max_content_bytes, stats):
-                res = coordinator.call("import", {"memories": batch})
-                imported += res["imported"]
-                skipped += res["skipped"]
-                advance(len(batch))
+        for batch in batches:
+            res = coordinator.call("import", {"memories": batch})
+            imported += res["imported"]
+            skipped += res["skipped"]
+            advance(len(batch))
     finally:
         coordinator.close()
+    return imported, skipped
+
+
+def _import_qdrant(settings: Settings, a: argparse.Namespace) -> int:
+    from clarity.memory.import_qdrant import ImportStats, read_store
+
+    stats = ImportStats()
+    with progress(f"importing {a.qdrant_path}") as advance:
+        imported, skipped = _import(settings, read_store(Path(a.qdrant_path), a.collection,
+                                                         settings.memory.max_content_bytes, stats), advance)
     result = {"read": stats.read, "imported": imported, "already_present": skipped, "skipped": stats.skipped}
     why = "".join(f", {n} skipped ({reason})" for reason, n in stats.skipped.items())
     out(result, a.json, f"read {stats.read}, imported {imported}, {skipped} already present{why}")
@@ -117,20 +127,10 @@ def cmd_import(settings: Settings, a: argparse.Namespace) -> int:
     if a.qdrant_path:
         return _import_qdrant(settings, a)
     memories: list[dict[str, Any]] = a.memories  # read and checked by prepare_import
-    from clarity.coordination.coordinator import Coordinator
 
-    imported = skipped = 0
-    coordinator = Coordinator(settings)
-    try:
-        with progress(f"importing {a.file}", len(memories)) as advance:
-            for start in range(0, len(memories), IMPORT_CHUNK):
-                chunk = memories[start:start + IMPORT_CHUNK]
-                res = coordinator.call("import", {"memories": chunk})
-                imported += res["imported"]
-                skipped += res["skipped"]
-                advance(len(chunk))
-    finally:
-        coordinator.close()
+    with progress(f"importing {a.file}", len(memories)) as advance:
+        imported, skipped = _import(settings, (memories[start:start + IMPORT_CHUNK]
+                                               for start in range(0, len(memories), IMPORT_CHUNK)), advance)
     out({"imported": imported, "skipped": skipped}, a.json,
         f"imported {imported}, skipped {skipped} already present")
     return 0

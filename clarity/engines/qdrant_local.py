@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copyreg
 import io
-import os
 import pickle
 import sqlite3
 import stat
@@ -49,6 +48,7 @@ from typing import Any
 import orjson
 
 from clarity.errors import ClarityError
+from clarity.platform.files import open_regular
 
 MAX_META_BYTES = 64 * 1024 * 1024
 MAX_ROW_BYTES = 64 * 1024 * 1024
@@ -148,14 +148,10 @@ class _Bad(Exception):
 
 def _open_regular(path: Path) -> io.BufferedReader:
     """`path` opened for reading when it is a regular file (never blocks on a FIFO); OSError otherwise."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    f = open_regular(path)
+    if f is None:
+        raise OSError(f"{path} is not a regular file")
+    return f
 
 
 def _safe_name(name: str) -> bool:

@@ -25,9 +25,7 @@ engine's one encoding (`edge_shard.edge_point`), so every value comes back exact
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -39,6 +37,7 @@ from clarity.engines.points import BadRecord, vector
 from clarity.errors import InvalidArgument
 from clarity.memory.model import MAX_JSON_BYTES
 from clarity.memory.validate import stored_payload
+from clarity.platform.files import open_regular
 from clarity.values import shown
 
 
@@ -49,14 +48,10 @@ class RestoreRefused(InvalidArgument, ValueError):
 
 def _open(path: Path) -> io.BufferedReader:
     """`path` opened for reading if it is a regular file (a FIFO or a device is refused, never read)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise RestoreRefused(f"{path} is not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    f = open_regular(path)
+    if f is None:
+        raise RestoreRefused(f"{path} is not a regular file")
+    return f
 
 
 def _whole(n: Any) -> TypeGuard[int]:

@@ -14,9 +14,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +70,29 @@ def sync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def sync_tree(root: Path) -> None:
-    """Sync every regular file and folder under `root`, deepest first. Links, FIFOs and anything else
-    that is not a regular file are skipped, never followed or waited on."""
-    for folder, _dirs, files in os.walk(root, topdown=False):
-        for name in files:
+def regular_files(root: Path, *, topdown: bool = True) -> Iterator[int]:
+    """A read-only descriptor of every regular file under `root`, each closed when the loop moves on.
+    Links, FIFOs and anything else that is not a regular file are skipped, never followed or waited on
+    (opened with O_NOFOLLOW | O_NONBLOCK); a file that cannot be opened is skipped."""
+    for folder, _dirs, names in os.walk(root, topdown=topdown):
+        for name in names:
             try:
-                fd = os.open(os.path.join(folder, name),
-                             os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             except OSError:  # ELOOP: a symlink
                 continue
             try:
                 if stat.S_ISREG(os.fstat(fd).st_mode):
-                    sync_fd(fd)
+                    yield fd
             finally:
                 os.close(fd)
+
+
+def sync_tree(root: Path) -> None:
+    """Sync every regular file under `root`, then every folder, deepest first (`regular_files` skips
+    the rest)."""
+    for fd in regular_files(root, topdown=False):
+        sync_fd(fd)
+    for folder, _dirs, _names in os.walk(root, topdown=False):
         sync_dir(Path(folder))
 
 
@@ -155,6 +165,21 @@ def publish(path: Path, data: bytes) -> None:
 
 def publish_json(path: Path, data: Any) -> None:
     publish(path, orjson.dumps(data))
+
+
+def open_regular(path: Path) -> io.BufferedReader | None:
+    """`path` opened for reading when it is a regular file, of any owner (a file the user handed to a
+    command: a backup, another store); None when it is not one (a FIFO or a device is never read or
+    waited on: the open does not block). OSError when it cannot be opened."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_bytes_nofollow(path: Path, limit: int = 1 << 20) -> bytes | None:

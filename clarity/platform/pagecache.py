@@ -11,8 +11,9 @@ skipped.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
+
+from clarity.platform.files import regular_files
 
 BACKEND = "fadvise" if hasattr(os, "posix_fadvise") else "none"
 
@@ -22,35 +23,18 @@ def will_need_tree(root: Path) -> int:
     if BACKEND != "fadvise":
         return 0
     n = 0
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                continue
-            try:
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-                    n += 1
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+    for fd in regular_files(root):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            n += 1
+        except OSError:
+            pass
     return n
 
 
 def read_tree(root: Path) -> None:
     """Read every regular file under `root` once (portable: it works wherever reading does), so a
     process that opens them next finds them cached. Links and anything not a regular file are skipped."""
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                continue
-            try:
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    while os.read(fd, 4 << 20):
-                        pass
-            finally:
-                os.close(fd)
+    for fd in regular_files(root):
+        while os.read(fd, 4 << 20):
+            pass

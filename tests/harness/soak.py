@@ -23,6 +23,7 @@ import anyio
 
 from tests.harness.ledger import acks_from_records, verify
 from tests.harness.stats import summarize
+from tests.harness.stress_report import worker_outcomes
 from tests.harness.workers import Worker, served_after
 
 
@@ -87,16 +88,7 @@ def build_soak_report(run: Any, stored: list[dict[str, Any]] | None, verify_erro
                       reaped: list[int], machine: dict[str, Any]) -> dict[str, Any]:
     a = run.a
     records = [r for recs in run.records.values() for r in recs]
-    crashed, gave_up, sessions = [], 0, 0
-    for name, recs in run.records.items():
-        done = [r for r in recs if r.get("ev") == "done"]
-        p = run.procs[name]
-        if not done or done[-1].get("crashed") or p.exitcode not in (0, 3):
-            crashed.append({"worker": name, "exitcode": p.exitcode,
-                            "why": done[-1].get("crashed") if done else "no done record"})
-        if done:
-            gave_up += int(done[-1].get("gave_up") or 0)
-            sessions += int(done[-1].get("sessions") or 0)
+    crashed, gave_up, sessions = worker_outcomes(run)
     acks = acks_from_records(records)
     successes = [(r["t0"], r["t1"]) for r in records if r.get("ev") in ("ack", "ok")]
     grace = run.call_deadline + 1

@@ -36,10 +36,9 @@ def _errors(run: Any, records: list[dict[str, Any]]) -> tuple[Counter[str], Coun
     return errors, expected, unexpected, samples
 
 
-def build_report(run: Any, stored: list[dict[str, Any]] | None, verify_error: str | None,
-                 reaped: list[int]) -> dict[str, Any]:
-    a = run.a
-    records = [r for recs in run.records.values() for r in recs]
+def worker_outcomes(run: Any) -> tuple[list[dict[str, Any]], int, int]:
+    """(crashed workers, writes given up, sessions started) from each worker's last `done` record and its
+    exit code (0, or 3 for a worker whose parent went away)."""
     crashed, gave_up, sessions = [], 0, 0
     for name, recs in run.records.items():
         done = [r for r in recs if r.get("ev") == "done"]
@@ -50,6 +49,14 @@ def build_report(run: Any, stored: list[dict[str, Any]] | None, verify_error: st
         if done:
             gave_up += int(done[-1].get("gave_up") or 0)
             sessions += int(done[-1].get("sessions") or 0)
+    return crashed, gave_up, sessions
+
+
+def build_report(run: Any, stored: list[dict[str, Any]] | None, verify_error: str | None,
+                 reaped: list[int]) -> dict[str, Any]:
+    a = run.a
+    records = [r for recs in run.records.values() for r in recs]
+    crashed, gave_up, sessions = worker_outcomes(run)
     acks = acks_from_records(records)
     successes = [(r["t0"], r["t1"]) for r in records if r.get("ev") in ("ack", "ok")]
     errors, expected, unexpected, samples = _errors(run, records)
