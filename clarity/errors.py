@@ -12,6 +12,8 @@ Kinds, by who raises them:
 - the engine: EngineLocked (its own storage lock refused this process: retryable), MigrationFailed,
   BuildAbandoned (an index build gave up; the old shard keeps serving), DiskFull (too little free space
   for a write: nothing was applied);
+- a Qdrant server (server mode): ServerUnavailable (not served before the deadline; retryable),
+  ServerOutcomeUnknown (a write sent but not confirmed: outcome unknown), ServerRefused (a 4xx answer);
 - coordination: NotOwner and LeaseLost (retryable: nothing was applied here), OwnerGone, NotSent
   (retryable: the owner's socket refused, reset or was never reached), OwnerTimeout (sent, no reply by
   the deadline: the outcome is unknown), OwnerUnresponsive, CoordinationTimeout, ProtocolError,
@@ -101,6 +103,33 @@ class DiskFull(ClarityError):
     says how much is free, where, and how much the write needs. Writes work again once space is freed."""
 
     kind = "disk_full"
+
+
+# ---- a Qdrant server (server mode: no owner) ---------------------------------------------------
+
+class ServerUnavailable(ClarityError):
+    """The Qdrant server could not serve the call before its deadline (refused, reset, timed out, 5xx,
+    retried until then); for a write, no attempt can have reached it: nothing was applied."""
+
+    kind = "server_unavailable"
+    retryable = True
+
+
+class ServerOutcomeUnknown(ClarityError):
+    """A write was sent to the Qdrant server but not confirmed before the deadline: it may have been
+    applied. A retry is safe (ids chosen before sending; conditional writes apply at most once)."""
+
+    kind = "server_outcome_unknown"
+
+
+class ServerRefused(ClarityError):
+    """The Qdrant server answered the request with an error (4xx): its own text, never raw bytes."""
+
+    kind = "server_refused"
+
+    def __init__(self, message: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # ---- coordination ------------------------------------------------------------------------------
@@ -199,7 +228,8 @@ _KINDS: dict[str, type[ClarityError]] = {
     cls.kind: cls
     for cls in (ClarityError, InvalidArgument, NotFound, ConfigError, UnsafeStore, EngineLocked,
                 MigrationFailed, BuildAbandoned, DiskFull, NotOwner, ReplyTooLarge, OwnerUnresponsive,
-                CoordinationTimeout, ProtocolError, VersionMismatch, StoreTooNew)
+                CoordinationTimeout, ProtocolError, VersionMismatch, StoreTooNew, ServerUnavailable,
+                ServerOutcomeUnknown, ServerRefused)
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 from clarity import errors
 
 CLASSES = [c for _n, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == "clarity.errors"]
-RETRYABLE = {"EngineLocked", "NotOwner", "LeaseLost", "OwnerGone", "NotSent", "Retry"}
+RETRYABLE = {"EngineLocked", "NotOwner", "LeaseLost", "OwnerGone", "NotSent", "Retry", "ServerUnavailable"}
 
 
 def test_every_exception_is_a_clarity_error_with_a_kind() -> None:

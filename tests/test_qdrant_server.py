@@ -24,6 +24,8 @@ def test_two_sessions_share_a_server_store_without_a_lease(home: Path) -> None:
     assert URL is not None
     env = {"CLARITY_QDRANT_URL": URL, "CLARITY_ENGINE": "qdrant",
            "CLARITY_QDRANT_COLLECTION": f"clarity_ci_{uuid.uuid4().hex[:8]}"}
+    if os.environ.get("QDRANT_SERVER_API_KEY"):
+        env["CLARITY_QDRANT_API_KEY"] = os.environ["QDRANT_SERVER_API_KEY"]
 
     async def main() -> None:
         async with open_sessions(home, 2, env=env) as (a, b):

@@ -24,9 +24,28 @@ def _status_without_store(settings: Settings) -> dict[str, Any]:
     return {"store_exists": False, **status(settings)}
 
 
+def server_text(st: dict[str, Any]) -> str:
+    """`clarity status` in server mode: no lease, no owner; the server and the collection."""
+    sv = st["server"]
+    lines = [f"mode server (no lease, no owner: every session talks to the server), home {st['home']}",
+             f"server: {sv['url']}, TLS {'on' if sv['tls'] else 'off'}, API key {'set' if sv['api_key'] else 'none'}, "
+             f"version {sv['server_version'] or 'unknown'}",
+             f"collection: {sv['collection']}, points {sv['points'] if sv['points'] is not None else 'unknown'}"]
+    if sv.get("error"):
+        lines.append(f"server: {sv['error']}")
+    if sv.get("warning"):
+        lines.append(f"WARNING: {sv['warning']}")
+    return "\n".join(lines)
+
+
 def cmd_status(settings: Settings, a: argparse.Namespace) -> int:
     from clarity.coordination.status import status
+    from clarity.engines import engine_is_exclusive
 
+    if not engine_is_exclusive(settings):  # a Qdrant server: the store is there, not in the home
+        st = {"store_exists": True, **status(settings)}
+        out(st, a.json, server_text(st))
+        return 0
     if not store_exists(settings):
         out(_status_without_store(settings), a.json,
             f"no store yet: it would be at {settings.home} (chosen by: {settings.home_source}); `clarity store` "
@@ -51,7 +70,9 @@ def cmd_doctor(settings: Settings, a: argparse.Namespace) -> int:
 
 
 def cmd_stats(settings: Settings, a: argparse.Namespace) -> int:
-    if store_exists(settings):
+    from clarity.engines import engine_is_exclusive
+
+    if store_exists(settings) or not engine_is_exclusive(settings):  # a server's store is not in the home
         res = with_coordinator(settings, "stats", {})
     else:
         from clarity.encoders.dense import DEFAULT_DIM
@@ -61,7 +82,8 @@ def cmd_stats(settings: Settings, a: argparse.Namespace) -> int:
                "unindexed": 0, "index_building": False, "home": str(settings.home), "served_by_pid": None}
         out_no_store(res, a, settings, no_store(settings))
         return 0
-    lines = [f"{res['total']} memories in {res['home']}", f"engine {res['engine']}, model {res['model']} "
+    where = res["home"] if res.get("engine") != "qdrant-server" else "the Qdrant server's collection"
+    lines = [f"{res['total']} memories in {where}", f"engine {res['engine']}, model {res['model']} "
              f"({res['dims']} dims), storage {res['storage_bytes']} bytes"]
     lines += [f"  {t}: {n}" for t, n in res["by_type"].items()]
     out(res, a.json, "\n".join(lines))

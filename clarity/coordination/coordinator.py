@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WRITES = ("store", "update", "delete", "import")
+WRITES = ("store", "update", "delete", "review", "import")
 
 
 def _retryable(e: BaseException) -> bool:
@@ -135,7 +135,8 @@ class Coordinator:
             raise
         except Exception as e:  # the same readable error a peer gets from the owner (wire.unexpected_reply)
             log.exception("%s failed", op)
-            raise ClarityError(f"{op} failed in the owner: {type(e).__name__}: {e}") from e
+            where = " in the owner" if self.exclusive else ""  # a Qdrant server: no owner
+            raise ClarityError(f"{op} failed{where}: {type(e).__name__}: {e}") from e
         finally:
             if self.own.waiter.ticket is not None and not self.lease.held:
                 self.own.waiter.drop()

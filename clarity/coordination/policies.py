@@ -127,4 +127,7 @@ def naive(services: ServiceHost, a: Attempt) -> dict[str, Any]:
 
 
 def direct(services: ServiceHost, a: Attempt) -> dict[str, Any]:
-    return services.service(exclusive_engine=False).execute(a.op, a.args)
+    from clarity.engines.server_calls import call_deadline
+
+    with call_deadline(a.deadline):  # every server request of this call ends by the call's deadline
+        return services.service(exclusive_engine=False).execute(a.op, a.args)

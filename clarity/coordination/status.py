@@ -8,6 +8,11 @@ this pid namespace, that process still runs with the recorded start time. Otherw
 "starting" (a new owner between taking the lock and writing its record). A record from another pid
 namespace (another container) is described as such: its pid means nothing here.
 
+With a Qdrant server (`CLARITY_QDRANT_URL`): mode "server", no owner, and `server`: its URL (never the
+API key), TLS on or off, the collection, the server's version and the collection's points (each asked
+with a 2 s timeout: None when the server did not answer), and a warning when an API key travels over
+plain HTTP to a host that is not the loopback.
+
 Versions (`versions`): this process's Clarity version and protocol (`wire.PROTOCOL`) and the store format
 it reads, the owner's (from lease.json: a record without a protocol is Clarity 0.1.x, protocol 1), and
 the store's (`clarity.engines.store_format`), with `problem` saying in words what a mismatch means
@@ -133,6 +138,12 @@ def status(settings: Settings, *, lease: Lease | None = None, own_ticket: Any = 
     waiters = [{"pid": t["pid"], "since": _iso(t["since"]), "ticket": t["ticket"]}
                for t in tickets.live(waiters_dir, exclude=own_ticket)]
     who = owner(settings, lease)
+    if not engine_is_exclusive(settings):  # a Qdrant server: no lease, no owner; what the server says
+        from clarity.engines.server_info import describe
+
+        return {"mode": "server", "home": str(settings.home), "home_source": settings.home_source, "owner": None,
+                "waiters": [], "standby": None, "server": describe(settings), "this_process": me or this_process(),
+                "versions": versions(settings, None)}
     return {
         "mode": settings.coordination.mode,
         "home": str(settings.home),

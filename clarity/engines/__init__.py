@@ -34,7 +34,10 @@ def open_engine(settings: Settings) -> Engine:
         from clarity.engines.qdrant_client import QdrantClientEngine
 
         if e.url:
-            return QdrantClientEngine(url=e.url, api_key=e.api_key, collection=e.collection)
+            from clarity.engines.server_info import collection_for
+
+            return QdrantClientEngine(url=e.url, api_key=e.api_key, collection=collection_for(settings),
+                                      call_budget_s=settings.coordination.call_deadline_s)
         return QdrantClientEngine(path=settings.qdrant_path, collection=e.collection)
     from clarity.engines.edge.engine import EdgeEngine
     from clarity.engines.edge.shard import edge_dir

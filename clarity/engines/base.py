@@ -3,7 +3,7 @@
 Filters are plain dicts, so engines stay interchangeable: `{"memory_type": [..], "tags": [..],
 "content_hash": "..."}`; a list matches any of its values, keys are combined with AND, None is ignored;
 `{"created_at": {"gte": iso, "lte": iso}}` is a datetime range on the indexed `created_at`;
-`{"superseded_by": {"is_empty": True}}` keeps points whose field is missing or empty.
+`{"superseded_by": {"is_empty": True}}` keeps points whose field is missing or empty (`False`: the others).
 
 Every point gets a BM25 sparse vector (`clarity.encoders.sparse`) from its payload's `content` when it
 is written (unless `Point.sparse` is given), so keyword and hybrid search see every memory.
@@ -89,6 +89,20 @@ class Engine(Protocol):
     def upsert(self, points: Sequence[Point]) -> None: ...
 
     def delete(self, ids: Sequence[str]) -> None: ...
+
+    def insert(self, points: Sequence[Point]) -> None:
+        """Write the points whose id is not stored yet; a stored id is left as it is (even when another
+        process wrote it a moment before: the engine decides, not a read before the write)."""
+
+    def set_fields(self, point_id: str, fields: dict[str, Any], vector: list[float] | None = None,
+                   sparse: tuple[list[int], list[float]] | None = None) -> bool:
+        """Set only the payload keys `fields` of the point (other keys as they are at that moment, not
+        as read before; `fields` holds `updated_at`); with `vector` / `sparse`, its dense / BM25 vector
+        too. False when the point does not exist (nothing written)."""
+
+    def mark_superseded(self, point_id: str, by: str) -> str | None:
+        """Set `superseded_by = by` only if the point has none, atomically with that check; returns the
+        point's `superseded_by` afterwards (`by`: this call set it) or None when there is no point."""
 
     def search(self, vector: Sequence[float], limit: int, flt: Filter | None = None,
                score_threshold: float | None = None) -> list[Point]: ...

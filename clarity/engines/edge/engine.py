@@ -63,7 +63,7 @@ from clarity.engines.edge.shard import (  # noqa: F401  (edge_dir, open_shard, .
     remove_tree,
     to_filter,
 )
-from clarity.engines.hybrid import edge_request, ranked
+from clarity.engines.hybrid import dense_params, edge_request, ranked
 from clarity.errors import DiskFull
 from clarity.platform import disk
 from clarity.platform.locks import FileLock
@@ -261,6 +261,41 @@ class EdgeEngine:
             self._maybe_build()
         self._written()
 
+    # The three below read then write under this engine's lock: an embedded store has one process
+    # writing it (the lease owner), so nothing can come in between (a server engine needs Qdrant's own
+    # conditional updates for the same: clarity.engines.qdrant_client).
+
+    def insert(self, points: Sequence[Point]) -> None:
+        """Write the points whose id is not stored yet; stored ones are left as they are."""
+        with self._lock:
+            stored = {p.id for p in self.retrieve([p.id for p in points])}
+            self.upsert([p for p in points if p.id not in stored])
+
+    def set_fields(self, point_id: str, fields: dict[str, Any], vector: list[float] | None = None,
+                   sparse: tuple[list[int], list[float]] | None = None) -> bool:
+        """Set the payload keys `fields` (others untouched; the dense `vector` and the BM25 `sparse`
+        vector when given). False when the point does not exist."""
+        with self._lock:
+            found = self.retrieve([point_id], with_vectors=vector is None)
+            if not found:
+                return False
+            p = found[0]
+            self.upsert([Point(id=p.id, payload={**p.payload, **fields}, vector=vector if vector is not None
+                               else p.vector, sparse=sparse)])
+            return True
+
+    def mark_superseded(self, point_id: str, by: str) -> str | None:
+        """Set `superseded_by = by` unless the point has one; its `superseded_by` after (None: no point)."""
+        with self._lock:
+            found = self.retrieve([point_id], with_vectors=True)
+            if not found:
+                return None
+            p = found[0]
+            if not p.payload.get("superseded_by"):
+                self.upsert([Point(id=p.id, payload={**p.payload, "superseded_by": by}, vector=p.vector)])
+                return by
+            return str(p.payload["superseded_by"])
+
     def delete(self, ids: Sequence[str]) -> None:
         import qdrant_edge as q
 
@@ -279,7 +314,8 @@ class EdgeEngine:
         import qdrant_edge as q
 
         req = q.QueryRequest(limit=limit, query=q.Query.Nearest(list(vector), using=DENSE),
-                             filter=to_filter(flt), score_threshold=score_threshold, with_payload=True)
+                             filter=to_filter(flt), score_threshold=score_threshold, with_payload=True,
+                             params=dense_params())
         with self._lock:
             res = self._s().query(req)
         return [_point(r, score=float(r.score)) for r in res]
