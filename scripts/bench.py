@@ -7,17 +7,22 @@ straight through the engine (`tests.harness.stores`, cached under `--cache`):
   first call of a new owner (engine open + model load), store / retrieve / list_memories (limit 20) /
   memory_stats p50, owner RSS, RSS of a non-owner session, failover (owner SIGKILLed -> next successful
   call of another session).
-Per engine, at the smallest size: N sessions' aggregate store throughput against one session's, and
-one session against mcp-server-qdrant 0.8.1 (run offline from its own virtualenv under `--cache`; same
-model file, same Python MCP client, fresh empty stores, calls interleaved).
+Per engine, at the smallest size: N sessions' aggregate store throughput against one session's (and the
+CPU each process role spends per store), and one session against mcp-server-qdrant 0.8.1 (run offline from
+its own virtualenv under `--cache`; same model file, same Python MCP client, fresh empty stores, calls
+interleaved), once per `--busy` level: 0 is the machine as it is, 2 adds two busy-loop processes (each
+spinning one core) for that comparison only.
+Then (not in --smoke) the embedding cost per text (`scripts/embed_probe.py --cost`: float and int8, one and
+two threads, one at a time and length-bucketed batches) and retrieval quality with each precision of the
+model (`scripts/eval_retrieval.py` with CLARITY_MODEL_PRECISION=float and =int8).
 
     python scripts/bench.py --smoke      # seconds to a minute: 200 memories, no peer (checks the harness)
     python scripts/bench.py --quick      # about a minute or two: 1k memories, peer included
     python scripts/bench.py              # full: 1k, 10k, 100k memories (the first build of 100k is slow)
 
 Writes OUT/results.json (every raw figure and the machine), OUT/results.md and OUT/results.png (default
-OUT: docs/bench) and prints the tables. Progress goes to stderr. Every server this run starts carries a
-run marker and is killed at the end if still alive.
+OUT: docs/bench; results.md ends with the summary of issue 20's figures) and prints the tables. Progress goes
+to stderr. Every server this run starts carries a run marker and is killed at the end if still alive.
 """
 
 from __future__ import annotations
@@ -26,9 +31,13 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +56,26 @@ from tests.harness.stores import FORMAT, EngineUnavailable, copy_store, template
 REPO = Path(__file__).resolve().parent.parent
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"sizes": [200], "pairs": 3, "reads": 2, "failovers": 1, "failover_n": 2, "sessions": 2,
-              "stores": 3, "peer": False},
+              "stores": 3, "peer": False, "busy": [0], "embed_rounds": 0, "quality": False},
     "quick": {"sizes": [1000], "pairs": 10, "reads": 3, "failovers": 2, "failover_n": 3, "sessions": 8,
-              "stores": 4, "peer": True},
+              "stores": 4, "peer": True, "busy": [0, 2], "embed_rounds": 1, "quality": True},
     "full": {"sizes": [1000, 10000, 100000], "pairs": 30, "reads": 5, "failovers": 5, "failover_n": 3,
-             "sessions": 8, "stores": 10, "peer": True},
+             "sessions": 8, "stores": 10, "peer": True, "busy": [0, 2], "embed_rounds": 3, "quality": True},
 }
+QUALITY_KEYS = (("paraphrase", "hit@1"), ("paraphrase", "recall@5"), ("identifier", "hit@1"),
+                ("identifier", "recall@5"), ("keyword", "hit@1"), ("all", "hit@1"), ("all", "recall@5"))
+
+
+@contextmanager
+def busy_loops(n: int) -> Iterator[list[int]]:
+    """`n` processes spinning one core each (the "loaded machine" of the peer comparison), killed after."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)
 VECTORS = ("real all-MiniLM-L6-v2 vectors for up to 1000 distinct sentences; every further memory is a variant "
            "of one of them with the base vector plus Gaussian noise (sigma 0.02 per dimension), renormalised")
 
@@ -113,10 +136,16 @@ class Bench:
                                                      seed=10 + n)
         self.res["throughput"].append({"engine": engine, "size": size, **runs})
         if a.peer:
-            d, logs, marker = self.place(f"{engine}-peer")
             python = ensure_peer_venv(Path(a.cache))
-            p = await sc.peer_scenario(d / "home", python, d / "peer", env, logs, marker, a.pairs, seed=99)
-            self.res["peer"].append({"engine": engine, "peer_version": PEER_VERSION, **p})
+            for busy in a.busy:
+                d, logs, marker = self.place(f"{engine}-peer-busy{busy}")
+                with busy_loops(busy):
+                    load = loadavg()
+                    p = await sc.peer_scenario(d / "home", python, d / "peer", env, logs, marker, a.pairs,
+                                               seed=99 + busy)
+                label = engine if busy == 0 else f"{engine}, {busy} busy loops"
+                self.res["peer"].append({"engine": label, "busy_loops": busy, "loadavg_at_start": load,
+                                         "peer_version": PEER_VERSION, **p})
 
     async def run(self) -> None:
         a = self.a
@@ -155,6 +184,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--failovers", type=int, help="owner kills per engine and size (0: none)")
     p.add_argument("--sessions", type=int, help="N of the throughput row (default 8)")
     p.add_argument("--stores", type=int, help="stores per session in the throughput rows")
+    p.add_argument("--busy", type=int, nargs="+", help="busy-loop processes during the peer comparison, one run "
+                   "per value (default 0 2; smoke 0)")
+    p.add_argument("--embed-rounds", type=int, help="rounds of the embedding cost per text (0: skip; default "
+                   "quick 1, full 3, smoke 0)")
+    quality = p.add_mutually_exclusive_group()
+    quality.add_argument("--quality", action="store_true", default=None,
+                         help="retrieval quality with float and int8 precision (scripts/eval_retrieval.py)")
+    quality.add_argument("--no-quality", dest="quality", action="store_false")
     peer = p.add_mutually_exclusive_group()
     peer.add_argument("--peer", action="store_true", default=None, help="compare with mcp-server-qdrant")
     peer.add_argument("--no-peer", dest="peer", action="store_false")
@@ -172,14 +209,103 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.failover_n = PRESETS[a.mode]["failover_n"]
     if min(a.sizes) < 1 or a.pairs < 1 or a.reads < 1 or a.failovers < 0 or a.sessions < 2 or a.stores < 1:
         p.error("sizes, --pairs, --reads, --stores must be >= 1, --failovers >= 0, --sessions >= 2")
+    if min(a.busy) < 0 or a.embed_rounds < 0:
+        p.error("--busy and --embed-rounds must be >= 0")
     a.sizes = sorted(set(a.sizes))
     return a
+
+
+def embedding_cost(rounds: int, out: Path) -> dict[str, Any]:
+    """`scripts/embed_probe.py --cost` (writes OUT/embed_cost.json and .md): its report."""
+    subprocess.run([sys.executable, str(REPO / "scripts" / "embed_probe.py"), "--cost", "--rounds", str(rounds),
+                    "--out", str(out)], check=True, timeout=3600, stdout=subprocess.DEVNULL)
+    result: dict[str, Any] = json.loads((out / "embed_cost.json").read_text())
+    return result
+
+
+def retrieval_quality(models: Path) -> dict[str, Any]:
+    """The project's retrieval eval (clarity:hybrid, the default mode) with each precision of the model, and
+    with the memories stored in float but the questions asked in int8 (a store written before the switch)."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in ("float", "int8"):
+            env = {**os.environ, "CLARITY_MODEL_PRECISION": precision, "CLARITY_MODEL_CACHE": str(models)}
+            d = Path(tmp) / precision
+            subprocess.run([sys.executable, str(REPO / "scripts" / "eval_retrieval.py"), "--out", str(d)], env=env,
+                           check=True, timeout=3600, stdout=subprocess.DEVNULL)
+            r = json.loads((d / "retrieval.json").read_text())
+            out[precision] = {f"{cat} {metric}": r["methods"]["clarity:hybrid"][cat][metric]
+                              for cat, metric in QUALITY_KEYS}
+            out[precision]["near-duplicates caught"] = r["near_duplicate_suggestion"]["near_duplicates_caught"]
+        env = {**os.environ, "CLARITY_MODEL_CACHE": str(models)}
+        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "embed_probe.py"), "--mixed-quality"], env=env,
+                              check=True, timeout=3600, capture_output=True, text=True)
+        mixed = json.loads(proc.stdout.strip().splitlines()[-1])["float documents, int8 queries"]["hybrid"]
+        out["float documents, int8 queries"] = {f"{cat} {metric}": mixed[cat][metric] for cat, metric in QUALITY_KEYS}
+        out["float documents, int8 queries"]["near-duplicates caught"] = "-"
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def summary_markdown(res: dict[str, Any]) -> list[str]:
+    """Issue 20's figures in one place: peer ratios quiet and loaded, N sessions vs one, CPU per store, the
+    embedding cost per text and retrieval quality by precision."""
+    lines = ["", "## Summary: the model's cost (issue 20)", "",
+             f"Machine load average at the start and end of the run: {res['machine'].get('loadavg_start')} -> "
+             f"{res['machine'].get('loadavg_end')} (other work on the machine counts: compare ratios within "
+             "this run).", ""]
+    if res["peer"]:
+        lines += ["| vs mcp-server-qdrant | busy loops | load at start | store p50 ms (Clarity / peer) | store ratio "
+                  "| retrieve p50 ms (Clarity / peer) | retrieve ratio |", "|---|---:|---|---:|---:|---:|---:|"]
+        for p in res["peer"]:
+            cs, ps = p["clarity_store"]["p50"], p["peer_store"]["p50"]
+            cr, pr = p["clarity_retrieve"]["p50"], p["peer_retrieve"]["p50"]
+            lines.append(f"| {p['engine']} | {p.get('busy_loops', 0)} | {' '.join(p.get('loadavg_at_start', []))} | "
+                         f"{cs} / {ps} | {_ratio(cs, ps)} | {cr} / {pr} | {_ratio(cr, pr)} |")
+        lines.append("")
+    for t in res["throughput"]:
+        one, many = t["one"], t["many"]
+        lines += [f"{t['engine']}: {many['n']} sessions store {many['stores_per_s']} memories/s against one "
+                  f"session's {one['stores_per_s']}: **{_ratio(many['stores_per_s'], one['stores_per_s'])}**. CPU ms "
+                  f"per store (owner, other sessions, client): one session {one['cpu_ms_per_store']}, "
+                  f"{many['n']} sessions {many['cpu_ms_per_store']}.", ""]
+    cost = res.get("embedding_cost")
+    if cost:
+        lines += ["Embedding cost per text (process CPU / wall ms; scripts/embed_probe.py --cost, "
+                  f"{cost['meta']['rounds']} round(s), load {cost['meta']['loadavg_start_end']}):", "",
+                  "| texts | precision | threads | one at a time | batches of 8, arrival order | length-bucketed |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for r in cost["rows"]:
+            cells = [f"{r[k]['cpu_ms']:.2f} / {r[k]['wall_ms']:.2f}" for k in ("single", "batch8", "bucketed")]
+            lines.append(f"| {r['kind']} | {r['precision']} | {r['threads']} | " + " | ".join(cells) + " |")
+        lines += ["", "| texts, precision | mean cosine to float | min cosine to float "
+                  "| min bucketed vs one at a time |", "|---|---:|---:|---:|"]
+        for key, q in cost["quality"].items():
+            lines.append(f"| {key} | {q['cosine_to_float_mean']:.4f} | {q['cosine_to_float_min']:.4f} | "
+                         f"{q['bucketed_vs_single_min']:.5f} |")
+        lines.append("")
+    quality = res.get("retrieval_quality")
+    if quality:
+        keys = list(quality["float"])
+        lines += ["Retrieval quality on the project's eval (scripts/eval_retrieval.py, hybrid retrieve) by precision "
+                  "(gates: identifier hit@1 >= 0.95, paraphrase recall@5 >= 0.85):", "",
+                  "| precision | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+        for precision, q in quality.items():
+            lines.append(f"| {precision} | " + " | ".join(f"{q[k]:.3f}" if isinstance(q[k], float) else str(q[k])
+                                                         for k in keys) + " |")
+        lines.append("")
+    return lines
 
 
 def write_outputs(res: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     report.write_markdown(res, out / "results.md")
+    with (out / "results.md").open("a") as f:
+        f.write("\n".join(summary_markdown(res)) + "\n")
     report.write_chart(res, out / "results.png")
     report.print_tables(res)
     print(f"wall time {res['wall_s']:.1f} s; wrote {out}/results.json, results.md, results.png", flush=True)
@@ -199,13 +325,20 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"mode": a.mode, "mode_flag": {"smoke": "--smoke", "quick": "--quick", "full": ""}[a.mode],
                    "engines": a.engines, "sizes": a.sizes, "pairs": a.pairs, "reads": a.reads,
                    "failovers": a.failovers, "failover_sessions": a.failover_n, "sessions": a.sessions,
-                   "stores_per_session": a.stores, "peer": a.peer, "store_format": FORMAT, "vectors": VECTORS},
+                   "stores_per_session": a.stores, "peer": a.peer, "busy_loops": a.busy,
+                   "embed_rounds": a.embed_rounds, "quality": a.quality, "store_format": FORMAT, "vectors": VECTORS},
     }
     bench = Bench(a, work, res)
     t0 = time.perf_counter()
     sys.stderr.write(f"Clarity benchmark ({a.mode}): scratch {work}\n")
     try:
         anyio.run(bench.run)
+        if a.embed_rounds:
+            sys.stderr.write("embedding cost per text\n")
+            res["embedding_cost"] = embedding_cost(a.embed_rounds, Path(a.out))
+        if a.quality:
+            sys.stderr.write("retrieval quality, float and int8\n")
+            res["retrieval_quality"] = retrieval_quality(Path(a.cache).expanduser() / "models")
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -13,7 +13,16 @@ Then the real thing: two `clarity serve` sessions on one fresh home (real MCP cl
 and a retrieve from the other; once the non-owner is the hot standby with its model loaded, VmRSS of both
 server processes (`--standby-only` runs just this part, e.g. against another checkout on PYTHONPATH).
 Writes docs/bench/embed_probe.md (and .json).
-Usage: python scripts/embed_probe.py [--rounds 3] [--calls 100] [--standby-only | --markdown-only]
+
+`--cost` measures instead the embedding cost per text of the default model (writes docs/bench/embed_cost.md
+and .json): float and int8 precision x one and two intra-op threads x the project's eval memories
+(tests/eval, 277 texts of mixed lengths) embedded one at a time, in batches of 8 in arrival order (padding
+to the longest of 8), and in length-bucketed batches (`onnx_model.buckets`); process CPU and wall per text,
+medians of rounds, every configuration in its own process; and the cosine of int8 vectors to float ones.
+`--mixed-quality` stores the eval's memories with float vectors and asks its questions with float and with int8
+queries (what an existing store answers after the switch), printing the figures as one JSON line.
+Usage: python scripts/embed_probe.py [--rounds 3] [--calls 100] [--standby-only | --markdown-only | --cost |
+       --mixed-quality]
 """
 
 from __future__ import annotations
@@ -97,6 +106,139 @@ def child(variant: str, cache: Path, calls: int) -> dict[str, Any]:
             "vectors": embed(CHECK_TEXTS).tolist()}
 
 
+def eval_texts(kind: str) -> list[str]:
+    """`memories`: the eval set's 277 memories (median 57 tokens); `queries`: its 427 questions (median 11)."""
+    from tests.eval.data import load_memories, load_questions
+
+    return [m.content for m in load_memories()] if kind == "memories" else [q.query for q in load_questions()]
+
+
+def cost_child(precision: str, threads: int, kind: str, cache: Path, rounds: int) -> dict[str, Any]:
+    """Per-text CPU and wall of one precision on `threads` intra-op threads (every call), three ways."""
+    import numpy as np
+
+    from clarity.config import DEFAULT_MODEL
+    from clarity.encoders.dense import Embedder
+
+    emb = Embedder(DEFAULT_MODEL, cache, precision=precision)  # type: ignore[arg-type]
+    emb._load()
+    enc = emb._model
+    assert enc.precision == precision, enc.precision
+    session = enc._new_session(enc._model_path, threads)
+    enc._session = enc._batch_session = session  # every call on `threads` threads
+    texts = eval_texts(kind)
+    encs = enc._tok.encode_batch(texts)
+
+    def single() -> None:
+        for t in texts:
+            enc.encode([t], 32)
+
+    def arrival8() -> None:
+        for k in range(0, len(encs), 8):
+            enc._forward(session, encs[k:k + 8])
+
+    def bucketed() -> None:
+        enc.encode(texts, 32)
+
+    out: dict[str, Any] = {"precision": precision, "threads": threads, "kind": kind, "texts": len(texts)}
+    for name, fn in (("single", single), ("batch8", arrival8), ("bucketed", bucketed)):
+        fn()  # warm
+        cpu, wall = [], []
+        for _ in range(rounds):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            wall.append((time.perf_counter() - t) * 1000 / len(texts))
+            cpu.append((time.process_time() - c) * 1000 / len(texts))
+        out[name] = {"cpu_ms": round(statistics.median(cpu), 3), "wall_ms": round(statistics.median(wall), 3)}
+    out["vectors_single"] = np.array([enc.encode([t], 32)[0] for t in texts]).tolist()
+    out["vectors_bucketed"] = enc.encode(texts, 32).tolist()
+    return out
+
+
+def cost(rounds: int, kinds: list[str]) -> dict[str, Any]:
+    import numpy as np
+
+    from tests.harness.machine import loadavg
+
+    rows: list[dict[str, Any]] = []
+    load = [loadavg()]
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, precision, threads in [(k, p, t) for k in kinds for p in ("float", "int8") for t in (1, 2)]:
+            proc = subprocess.run([sys.executable, __file__, "--cost-child", f"{precision}:{threads}:{kind}",
+                                   "--cache", str(Path(tmp) / "cache"), "--rounds", str(rounds)],
+                                  capture_output=True, text=True, timeout=900, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"{precision} {threads} failed:\n{proc.stderr}")
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"cost {kind} {precision} x{threads}: done", file=sys.stderr, flush=True)
+    load.append(loadavg())
+    quality: dict[str, Any] = {}
+    for r in rows:
+        single, bucketed = np.array(r.pop("vectors_single")), np.array(r.pop("vectors_bucketed"))
+        if r["precision"] == "float" and r["threads"] == 1:
+            ref = single
+        if r["threads"] == 1:
+            key = f"{r['kind']} {r['precision']}"
+            cos = (single * ref).sum(1)
+            same = (single * bucketed).sum(1)
+            quality[key] = {"cosine_to_float_mean": round(float(cos.mean()), 4),
+                            "cosine_to_float_min": round(float(cos.min()), 4),
+                            "bucketed_vs_single_min": round(float(same.min()), 5)}
+    return {"meta": {"python": platform.python_version(), "machine": platform.machine(), "cores": os.cpu_count(),
+                     "rounds": rounds, "loadavg_start_end": load}, "rows": rows, "quality": quality}
+
+
+def write_cost_markdown(report: dict[str, Any]) -> None:
+    meta = report["meta"]
+    lines = ["# Embedding cost per text (scripts/embed_probe.py --cost)", "",
+             f"all-MiniLM-L6-v2 on {meta['cores']} cores, Python {meta['python']}; texts of the eval set "
+             "(tests/eval): its 277 memories (median 57 tokens, 31 to 256) and its 427 questions (median 11 tokens, "
+             f"5 to 20), medians of {meta['rounds']} rounds, each configuration "
+             "in its own process, every call on the given number of intra-op threads. CPU is process CPU "
+             f"(all threads). Load average (1, 5, 15 min) at start and end: {meta['loadavg_start_end']}.", "",
+             "| texts | precision | threads | one at a time CPU / wall ms | batches of 8, arrival order | "
+             "length-bucketed batches |", "|---|---|---:|---:|---:|---:|"]
+    for r in report["rows"]:
+        cells = [f"{r[k]['cpu_ms']:.2f} / {r[k]['wall_ms']:.2f}" for k in ("single", "batch8", "bucketed")]
+        lines.append(f"| {r['kind']} | {r['precision']} | {r['threads']} | " + " | ".join(cells) + " |")
+    lines += ["", "Cosine of each text's vector to the float one (texts one at a time), and the lowest cosine "
+              "of a text's bucketed-batch vector to its own one-at-a-time vector:", "",
+              "| texts, precision | mean cosine to float | min cosine to float | min bucketed vs single |",
+              "|---|---:|---:|---:|"]
+    for key, q in report["quality"].items():
+        lines.append(f"| {key} | {q['cosine_to_float_mean']:.4f} | {q['cosine_to_float_min']:.4f} | "
+                     f"{q['bucketed_vs_single_min']:.5f} |")
+    (OUT / "embed_cost.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def mixed_quality() -> dict[str, Any]:
+    """The eval's memories stored with float vectors, its questions asked with the model at each precision:
+    what a store written before the switch to int8 answers after it (hybrid and semantic retrieve)."""
+    from clarity.config import DEFAULT_MODEL, load_settings
+    from clarity.encoders.dense import Embedder
+    from clarity.memory.service import build_service
+    from tests.eval import evaluate as ev
+    from tests.eval.data import load_memories, load_questions
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(Path(tmp) / "home")
+        service = build_service(settings, embedder=Embedder(DEFAULT_MODEL, settings.cache_dir, precision="float"))
+        try:
+            questions = load_questions()
+            by_uuid = ev.load_into(service, load_memories())
+            for precision in ("float", "int8"):
+                service.embedder = Embedder(DEFAULT_MODEL, settings.cache_dir, precision=precision)
+                assert service.embedder.embed_one("probe") and service.embedder.precision == precision
+                out[f"float documents, {precision} queries"] = {
+                    mode: ev.score(questions, ev.dense_rankings(service, questions, by_uuid, mode))
+                    for mode in ("hybrid", "semantic")}
+        finally:
+            service.close()
+    return out
+
+
 def run_child(variant: str, cache: Path, calls: int) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, "--child", variant, "--cache", str(cache),
                            "--calls", str(calls)], capture_output=True, text=True, timeout=600, check=False)
@@ -169,7 +311,28 @@ def main() -> None:
     ap.add_argument("--cache")
     ap.add_argument("--standby-only", action="store_true")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json")
+    ap.add_argument("--cost", action="store_true", help="the embedding cost per text (embed_cost.md)")
+    ap.add_argument("--cost-child")
+    ap.add_argument("--texts", default="memories,queries", help="--cost: memories, queries or both")
+    ap.add_argument("--mixed-quality", action="store_true",
+                    help="eval memories stored in float, questions asked in float and in int8 (one JSON line)")
+    ap.add_argument("--out", help="--cost: the folder of embed_cost.json/.md (default docs/bench)")
     args = ap.parse_args()
+    global OUT
+    OUT = Path(args.out) if args.out else OUT
+    if args.cost_child:
+        precision, threads, kind = args.cost_child.split(":")
+        print(json.dumps(cost_child(precision, int(threads), kind, Path(args.cache), args.rounds)))
+        return
+    if args.mixed_quality:
+        print(json.dumps(mixed_quality()))
+        return
+    if args.cost:
+        report = cost(args.rounds, args.texts.split(","))
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "embed_cost.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_cost_markdown(report)
+        return
     if args.child:
         print(json.dumps(child(args.child, Path(args.cache), args.calls)))
         return

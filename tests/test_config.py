@@ -125,6 +125,7 @@ def test_bad_env_value_names_variable(home: Path, monkeypatch: pytest.MonkeyPatc
 KNOWN_VARIABLES = {
     "CLARITY_EMBEDDING_MODEL": ("embedding.model", "some/model"),
     "CLARITY_EMBEDDING_BATCH_SIZE": ("embedding.batch_size", 7),
+    "CLARITY_MODEL_PRECISION": ("embedding.precision", "float"),
     "CLARITY_MAX_CONTENT_BYTES": ("memory.max_content_bytes", 1000),
     "CLARITY_MIN_SIMILARITY": ("memory.min_similarity", 0.5),
     "CLARITY_SIMILAR_THRESHOLD": ("memory.similar_threshold", 0.9),

@@ -56,11 +56,38 @@ def test_lazy_load_and_unit_vectors(embedder: Embedder) -> None:
     assert embedder.embed([]) == []
 
 
-def test_batches_give_the_same_vectors(embedder: Embedder) -> None:
+@pytest.mark.parametrize("precision", ["float", "int8"])
+def test_batches_give_the_same_vectors(tmp_path: Path, precision: str) -> None:
+    """Float: the same up to rounding. Int8 quantises a batch's activations together: close, not equal."""
+    embedder = Embedder(DEFAULT_MODEL, tmp_path, precision=precision)  # type: ignore[arg-type]
     texts = [f"memory number {i} about topic {i % 7}" for i in range(70)]
     one_by_one = np.array([embedder.embed_one(t) for t in texts[:5]])
     batched = np.array(embedder.embed(texts))[:5]
-    assert np.allclose(one_by_one, batched, atol=1e-4)
+    if precision == "float":
+        assert np.allclose(one_by_one, batched, atol=1e-4)
+    else:
+        assert (one_by_one * batched).sum(1).min() >= 0.97
+
+
+def test_recent_queries_are_not_embedded_again(tmp_path: Path) -> None:
+    from clarity import timings
+    from clarity.encoders.dense import QUERY_CACHE_SIZE
+
+    emb = Embedder(DEFAULT_MODEL, tmp_path)
+    timings.reset()
+    first = emb.embed_one("which port does the api run on")
+    first[0] = 42.0  # the caller's list is its own
+    again = emb.embed_one("which port does the api run on")
+    assert again != first and again == emb.embed(["which port does the api run on"])[0]
+    snap = timings.snapshot()
+    assert snap["counters"]["embed_cache_hits"] == 1 and snap["counters"]["embedded_texts"] == 2
+    for i in range(QUERY_CACHE_SIZE):  # push the first one out
+        emb.embed_one(f"query {i}")
+    emb.embed_one("which port does the api run on")
+    assert timings.snapshot()["counters"]["embed_cache_hits"] == 1  # evicted: embedded again
+    assert emb.embed_one("which port does the api run on?") != again  # the exact text is the key
+    other = Embedder(DEFAULT_MODEL, tmp_path, precision="float")
+    assert other.embed_one("which port does the api run on") != again  # one cache per model and precision
 
 
 def test_default_threshold_separates_related_from_unrelated(embedder: Embedder) -> None:

@@ -1,4 +1,5 @@
-"""The default model on onnxruntime directly: fastembed's vectors, a cheap load, a self-healing cache."""
+"""The default model on onnxruntime directly: fastembed's vectors (float), int8 ones close to them, a cheap
+load, a self-healing cache of both copies."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 
 from clarity.config import DEFAULT_MODEL
+from clarity.encoders import onnx_model
 from clarity.encoders.dense import Embedder, default_model_dir
-from clarity.encoders.onnx_model import MAX_BATCH_TOKENS
+from clarity.encoders.onnx_model import MAX_BATCH_TOKENS, SOLO_TOKENS, buckets
 
 TEXTS = [
     "The API server listens on port 8080",
@@ -43,7 +45,7 @@ def fastembed_vectors(cache: Path) -> np.ndarray:
 
 
 def test_vectors_match_fastembed(cache: Path, fastembed_vectors: np.ndarray) -> None:
-    emb = Embedder(DEFAULT_MODEL, cache)
+    emb = Embedder(DEFAULT_MODEL, cache, precision="float")
     batched = np.array(emb.embed(TEXTS))
     one_by_one = np.array([emb.embed_one(t) for t in TEXTS])
     reversed_batch = np.array(emb.embed(TEXTS[::-1]))[::-1]
@@ -53,19 +55,51 @@ def test_vectors_match_fastembed(cache: Path, fastembed_vectors: np.ndarray) -> 
         assert cos.min() >= 0.99999, cos
 
 
-def test_long_batches_are_split_by_tokens_and_keep_order(cache: Path) -> None:
-    emb = Embedder(DEFAULT_MODEL, cache, batch_size=64)
+def test_int8_vectors_are_close_to_fastembed(cache: Path, fastembed_vectors: np.ndarray) -> None:
+    emb = Embedder(DEFAULT_MODEL, cache)  # the default precision
+    assert emb.requested_precision == "int8"
+    one_by_one = np.array([emb.embed_one(t) for t in TEXTS])
+    assert emb.precision == "int8"
+    cos = (one_by_one * fastembed_vectors).sum(1)
+    assert cos.mean() >= 0.985 and cos.min() >= 0.96, cos
+    assert np.allclose(np.linalg.norm(one_by_one, axis=1), 1, atol=1e-4)
+    batched = np.array(emb.embed(TEXTS))  # activations are quantised per batch: close, not equal
+    assert (batched * one_by_one).sum(1).min() >= 0.97
+    again = np.array([Embedder(DEFAULT_MODEL, cache).embed([t])[0] for t in TEXTS])
+    assert np.allclose(again, one_by_one, atol=1e-6)  # a lone text's vector is reproducible
+
+
+def test_buckets_cut_by_length_tokens_and_count() -> None:
+    assert buckets([], 32) == []
+    assert buckets([10, 9, 8, 7, 6], 32) == [(0, 3), (3, 5)]  # 7 < 0.8 * 10; 6 >= 0.8 * 7
+    assert buckets([10] * 5, 2) == [(0, 2), (2, 4), (4, 5)]
+    assert buckets([30] * 70, 64) == [(0, 64), (64, 70)]
+    assert buckets([2000 // 8] * 2 + [30] * 100, 200) == [(0, 1), (1, 2), (2, 70), (70, 102)]  # 68 * 30 <= 2048
+    assert buckets([100, 5, 5, 4, 1], 32) == [(0, 1), (1, 4), (4, 5)]
+    assert buckets([SOLO_TOKENS, SOLO_TOKENS, SOLO_TOKENS - 1, SOLO_TOKENS - 1], 32) == [(0, 1), (1, 2), (2, 4)]
+
+
+@pytest.mark.parametrize("precision", ["float", "int8"])
+def test_long_batches_are_split_by_tokens_and_keep_order(cache: Path, precision: str) -> None:
+    emb = Embedder(DEFAULT_MODEL, cache, batch_size=64, precision=precision)  # type: ignore[arg-type]
     texts = [("long " * (50 + i * 7)) + str(i) for i in range(40)] + [f"short {i}" for i in range(40)]
     assert 40 * 256 > MAX_BATCH_TOKENS  # the first texts cannot go in one batch
     got = np.array(emb.embed(texts))
     single = np.array([emb.embed_one(t) for t in (texts[0], texts[39], texts[40], texts[79])])
-    assert np.allclose(got[[0, 39, 40, 79]], single, atol=1e-5)
+    if precision == "float":
+        assert np.allclose(got[[0, 39, 40, 79]], single, atol=1e-5)
+    else:
+        assert (got[[0, 39, 40, 79]] * single).sum(1).min() >= 0.97
+    shuffled = [texts[(i * 37) % 80] for i in range(80)]  # every text once, in another order
+    again = np.array(emb.embed(shuffled))
+    assert (again * got[[(i * 37) % 80 for i in range(80)]]).sum(1).min() >= (0.99999 if precision == "float"
+                                                                                else 0.97)
 
 
 def test_concurrent_embeds_agree(cache: Path) -> None:
-    emb = Embedder(DEFAULT_MODEL, cache)
     texts = [f"thread text {i} " * (1 + i % 5) for i in range(24)]
-    expected = np.array(emb.embed(texts))
+    expected = np.array([Embedder(DEFAULT_MODEL, cache).embed([t])[0] for t in texts])
+    emb = Embedder(DEFAULT_MODEL, cache)
     results: dict[int, np.ndarray] = {}
     errors: list[BaseException] = []
 
@@ -97,22 +131,29 @@ def test_optimised_copy_is_built_once_and_reused(tmp_path: Path, monkeypatch: py
     store_cache = tmp_path / "home" / "cache"
     emb = Embedder(DEFAULT_MODEL, store_cache)
     first = np.array(emb.embed(["hello"]))
-    (opt,) = [p for p in models.iterdir() if "-ort" in p.name]
-    assert {p.name for p in opt.iterdir()} == {"model.onnx", "model.onnx.data", "probe.json"}
-    stamp = (opt / "model.onnx.data").stat().st_mtime_ns
+    opt, int8 = sorted(p for p in models.iterdir() if "-ort" in p.name)  # the float copy and the int8 one
+    assert int8.name == opt.name + "-int8"
+    for copy in (opt, int8):
+        assert {p.name for p in copy.iterdir()} == {"model.onnx", "model.onnx.data", "probe.json"}
+    assert (int8 / "model.onnx.data").stat().st_size < 0.7 * (opt / "model.onnx.data").stat().st_size
+    stamps = [(c / "model.onnx.data").stat().st_mtime_ns for c in (opt, int8)]
     again = np.array(Embedder(DEFAULT_MODEL, tmp_path / "other-home" / "cache").embed(["hello"]))
-    assert (opt / "model.onnx.data").stat().st_mtime_ns == stamp  # another project reuses the user's copy
+    float_too = Embedder(DEFAULT_MODEL, tmp_path / "third-home" / "cache", precision="float")
+    assert float_too.embed(["hello"]) and float_too.precision == "float"
+    # other projects reuse the user's copies
+    assert [(c / "model.onnx.data").stat().st_mtime_ns for c in (opt, int8)] == stamps
     assert np.allclose(first, again, atol=1e-6)
     assert not [p for p in models.iterdir() if p.name.startswith(".")]  # no temp folder left
     assert not store_cache.exists() and not (tmp_path / "other-home").exists()  # nothing in the projects
 
 
+@pytest.mark.parametrize("precision", ["float", "int8"])
 @pytest.mark.parametrize("damage", ["truncate-data", "wrong-probe", "garbage-graph"])
 def test_a_damaged_optimised_copy_is_rebuilt(tmp_path: Path, fastembed_vectors: np.ndarray, damage: str,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                             precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
     models = _own_user_cache(tmp_path, monkeypatch)
-    Embedder(DEFAULT_MODEL, tmp_path).embed(["build it"])
-    (opt,) = [p for p in models.iterdir() if "-ort" in p.name]
+    Embedder(DEFAULT_MODEL, tmp_path, precision=precision).embed(["build it"])  # type: ignore[arg-type]
+    (opt,) = [p for p in models.iterdir() if "-ort" in p.name and p.name.endswith("-int8") == (precision == "int8")]
     if damage == "truncate-data":
         with (opt / "model.onnx.data").open("r+b") as f:
             f.truncate(1000)
@@ -120,11 +161,42 @@ def test_a_damaged_optimised_copy_is_rebuilt(tmp_path: Path, fastembed_vectors: 
         (opt / "probe.json").write_text(json.dumps([0.0] * 383 + [1.0]))
     else:
         (opt / "model.onnx").write_bytes(b"not a model")
-    got = np.array(Embedder(DEFAULT_MODEL, tmp_path).embed(TEXTS))
-    assert (got * fastembed_vectors).sum(1).min() >= 0.99999
+    emb = Embedder(DEFAULT_MODEL, tmp_path, precision=precision)  # type: ignore[arg-type]
+    got = np.array(emb.embed(TEXTS))
+    assert emb.precision == precision
+    assert (got * fastembed_vectors).sum(1).min() >= (0.99999 if precision == "float" else 0.96)
     assert json.loads((opt / "probe.json").read_text()) != [0.0] * 383 + [1.0]
     assert (opt / "model.onnx.data").stat().st_size > 50_000_000
     assert not [p for p in models.iterdir() if p.name.startswith(".")]  # the damaged copy was removed whole
+
+
+def test_an_int8_copy_that_strays_from_float_is_not_kept(tmp_path: Path, fastembed_vectors: np.ndarray,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The build checks the quantised probe against the float one; failing that, float runs (a warning)."""
+    models = _own_user_cache(tmp_path, monkeypatch)
+    monkeypatch.setattr(onnx_model, "INT8_MIN_COSINE", 1.000001)  # no quantised vector can pass
+    emb = Embedder(DEFAULT_MODEL, tmp_path)
+    with caplog.at_level("WARNING"):
+        got = np.array(emb.embed(TEXTS))
+    assert emb.precision == "float"
+    assert "using the float model: the int8 copy" in caplog.text
+    assert (got * fastembed_vectors).sum(1).min() >= 0.99999
+    assert [p.name for p in models.iterdir() if "-ort" in p.name and p.name.endswith("-int8")] == []
+    assert not [p for p in models.iterdir() if p.name.startswith(".")]
+
+
+def test_two_threads_only_for_a_larger_batch(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onnx_model, "_threads", lambda: 2)  # as on any machine of two cores or more
+    emb = Embedder(DEFAULT_MODEL, cache)
+    lone = emb.embed(["a lone text"])
+    enc = emb._model
+    assert enc._batch_session is None  # a lone text runs on the one-thread session
+    emb.embed(["a small batch", "of three", "texts"])  # as concurrent stores batch: one thread still
+    assert enc._batch_session is None
+    emb.embed([f"text number {i} of one length" for i in range(onnx_model.BATCH_MIN_TEXTS)])  # one bucket
+    assert enc._batch_session is not None and enc._batch_session is not enc._session
+    assert np.allclose(emb.embed(["a lone text"]), lone, atol=1e-6)  # back on the one-thread session
 
 
 PROBE = """

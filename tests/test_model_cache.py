@@ -1,5 +1,6 @@
-"""The model's optimised copy lives once per user (never in a project) and is safe to share: processes
-starting together on an empty cache leave one complete copy and embed the same vectors.
+"""The model's optimised copies (float, and the int8 one made from it) live once per user (never in a
+project) and are safe to share: processes starting together on an empty cache leave one complete copy of
+each and embed the same vectors.
 
 These tests unset the run's shared CLARITY_MODEL_CACHE (tests/conftest.py) and give the processes an
 empty `$XDG_CACHE_HOME` of their own: the default per-user location is what they exercise.
@@ -68,16 +69,18 @@ def test_four_processes_on_an_empty_cache_leave_one_complete_copy(tmp_path: Path
     entries = sorted(p.name for p in cache.iterdir())
     originals = [n for n in entries if n.startswith("all-MiniLM-L6-v2-int8-") and "-ort" not in n]
     optimised = [n for n in entries if "-ort" in n]
-    assert len(originals) == 1 and len(optimised) == 1, entries
+    assert len(originals) == 1 and len(optimised) == 2, entries  # the float copy and the int8 one (default)
     assert not [n for n in entries if n.startswith(".")], entries  # no temporary copy left behind
-    opt = cache / optimised[0]
-    assert sorted(p.name for p in opt.iterdir()) == ["model.onnx", "model.onnx.data", "probe.json"]
-    assert (opt / "model.onnx.data").stat().st_size > 50_000_000
-    assert len(json.loads((opt / "probe.json").read_text())) == 384
-    # one process built it; the others waited for it instead of building copies of their own
-    builds = sum(err.count("building the optimised embedding model") for _out, err in results)
-    saved = sum(err.count("saved the optimised embedding model") for _out, err in results)
-    assert builds == saved == 1, [err[-500:] for _o, err in results]
+    for name in optimised:
+        opt = cache / name
+        assert sorted(p.name for p in opt.iterdir()) == ["model.onnx", "model.onnx.data", "probe.json"]
+        assert (opt / "model.onnx.data").stat().st_size > 50_000_000
+        assert len(json.loads((opt / "probe.json").read_text())) == 384
+    # one process built each; the others waited for it instead of building copies of their own
+    for kind in ("optimised", "int8"):
+        builds = sum(err.count(f"building the {kind} embedding model") for _out, err in results)
+        saved = sum(err.count(f"saved the {kind} embedding model") for _out, err in results)
+        assert builds == saved == 1, (kind, [err[-500:] for _o, err in results])
     # nothing of the model under any project
     assert not any(h.exists() for h in homes)
 

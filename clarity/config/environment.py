@@ -86,7 +86,7 @@ class Environment(FromEnvironment):
     session_id: str | None = setting(None, "CLARITY_SESSION_ID",
                                      "names the session in what it stores (unset: pid and a random suffix)")
     model_cache: Path | None = setting(None, "CLARITY_MODEL_CACHE",
-                                       "the folder of the model files and their optimised copy (about 90 MB), "
+                                       "the folder of the model files and their optimised copies (about 150 MB), "
                                        "one per user, shared by every project and session; unset: "
                                        "`$XDG_CACHE_HOME/clarity`")
     cache_home: Path | None = setting(None, "XDG_CACHE_HOME",

