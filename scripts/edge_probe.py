@@ -196,11 +196,107 @@ def probe_migration(root: Path, n: int, rng: np.random.Generator) -> dict[str, A
             "migrated": res["count"]}
 
 
+def window_store(path: Path, n: int, rng: np.random.Generator, quick: bool) -> float:
+    """A shard of `n` random unit vectors written as the migration's child writes it (the engine's point
+    encoding, batches of 4096, flushed), then, when `quick`, given the quick index; its seconds."""
+    import qdrant_edge as q
+
+    from clarity.engines.edge.build_child import quick_index
+    from clarity.engines.edge.migrate_child import BATCH
+    from clarity.engines.edge.shard import edge_point, open_shard
+
+    shard = open_shard(path, DIM)
+    for start in range(0, n, BATCH):
+        pts = points(min(BATCH, n - start), rng, start)
+        shard.update(q.UpdateOperation.upsert_points(
+            [edge_point(p.id, (np.asarray(p.vector) / np.linalg.norm(p.vector)).tolist(), p.payload) for p in pts]))
+    shard.flush()
+    shard.close()
+    return quick_index(path, DIM) if quick else 0.0
+
+
+def retrieve_query(rng: np.random.Generator) -> Any:
+    """The search a default `retrieve` makes (hybrid, not superseded, limit 5 + 10), random query vector."""
+    from clarity.encoders.sparse import encode_query
+    from clarity.engines.base import SearchQuery
+
+    v = rng.standard_normal(DIM)
+    return SearchQuery(dense=(v / np.linalg.norm(v)).tolist(), sparse=encode_query("memory"), limit=15,
+                       mode="hybrid", flt={"memory_type": None, "tags": None, "superseded_by": {"is_empty": True},
+                                           "created_at": None}, min_similarity=0.25)
+
+
+def top_agreement(e: EdgeEngine, rng: np.random.Generator, k: int = 10, n: int = 30) -> float:
+    """Mean share of the exact top-k (float vectors, `exact=True`) that the engine's dense search (its
+    parameters: `hybrid.dense_params`) returns."""
+    import qdrant_edge as q
+
+    from clarity.engines.edge.shard import DENSE
+    from clarity.engines.hybrid import dense_params
+
+    got = 0
+    for _ in range(n):
+        v = rng.standard_normal(DIM)
+        vec = (v / np.linalg.norm(v)).tolist()
+        ids = []
+        for params in (dense_params(), q.SearchParams(exact=True)):
+            req = q.QueryRequest(limit=k, query=q.Query.Nearest(vec, using=DENSE), params=params)
+            with e._lock:
+                ids.append({str(r.id) for r in e._s().query(req)})
+        got += len(ids[0] & ids[1])
+    return round(got / (n * k), 4)
+
+
+def probe_window(root: Path, n: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The first minutes after a migration: a store of `n` points opened with the default index
+    threshold starts its first HNSW build at once; retrieve's search is timed every 0.1 s through the
+    build, by phase (export, child, after the swap), for the store as the migration wrote it before
+    (`exact`) and with its quick index (`quick`)."""
+    out: dict[str, Any] = {"n": n}
+    for name, quick in (("exact", False), ("quick", True)):
+        path = root / f"window-{name}" / "edge"
+        t = time.perf_counter()
+        quick_s = window_store(path, n, rng, quick)
+        r: dict[str, Any] = {"write_s": round(time.perf_counter() - t - quick_s, 1), "quick_index_s": round(quick_s, 2)}
+        e = EdgeEngine(path, flush_interval_s=1.0)
+        e.ensure_collection(DIM)
+        if quick:
+            r["top10_agreement_with_exact"] = top_agreement(e, rng)
+        phases: dict[str, list[float]] = {}
+        t0 = time.perf_counter()
+        while True:
+            b = e._build
+            phase = "after" if b is None else "export" if "export_s" not in b.timings else "child"
+            sq = retrieve_query(rng)
+            t = time.perf_counter()
+            e.query(sq)
+            lat = time.perf_counter() - t
+            phases.setdefault(phase, []).append(lat)
+            if phase == "after" and len(phases["after"]) >= 30:
+                break
+            if time.perf_counter() - t0 > 3600:
+                break
+            time.sleep(0.1)
+        during = phases.get("export", []) + phases.get("child", [])
+        r["during_build"] = {**ms(during), "n": len(during)} if during else None
+        r.update({k: {**ms(v), "n": len(v)} for k, v in phases.items()})
+        lb = e.last_build
+        r["build"] = {"result": lb.result if lb else None,
+                      **({k: round(v, 1) for k, v in lb.timings.items()} if lb else {})}
+        e.close()
+        out[name] = r
+        print(json.dumps({name: r}), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--hnsw-n", type=int, default=20000)
     ap.add_argument("--migrate-n", type=int, default=100000)
+    ap.add_argument("--window-n", type=int, default=100000,
+                    help="points of the after-migration window probe (0 skips it)")
+    ap.add_argument("--window-only", action="store_true", help="run the after-migration window probe only")
     a = ap.parse_args()
     rng = np.random.default_rng(7)
     random.seed(7)
@@ -208,6 +304,13 @@ def main() -> None:
                            "qdrant_edge": __import__("importlib.metadata").metadata.version("qdrant-edge-py")}
     with tempfile.TemporaryDirectory(prefix="edge-probe-") as tmp:
         root = Path(tmp)
+        if a.window_only:
+            res["window"] = probe_window(root, a.window_n, rng)
+            OUT.mkdir(parents=True, exist_ok=True)
+            (OUT / "edge_window.json").write_text(json.dumps(res, indent=2) + "\n")
+            (OUT / "edge_window.md").write_text(render_window(res))
+            print(render_window(res))
+            return
         res["sizes"] = []
         for n in (int(x) for x in a.sizes.split(",") if x):
             r = probe_size(root, n, rng)
@@ -221,10 +324,40 @@ def main() -> None:
         if a.migrate_n:
             res["migration"] = probe_migration(root, a.migrate_n, rng)
             print(json.dumps(res["migration"]), flush=True)
+        if a.window_n:
+            res["window"] = probe_window(root, a.window_n, rng)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "edge_probe.json").write_text(json.dumps(res, indent=2) + "\n")
     (OUT / "edge_probe.md").write_text(render(res))
     print(f"wrote {OUT / 'edge_probe.json'} and edge_probe.md")
+
+
+def render_window(res: dict[str, Any]) -> str:
+    w = res["window"]
+    lines = ["# The window after a migration (scripts/edge_probe.py --window-only)", "",
+             f"{res['machine']}, qdrant-edge-py {res['qdrant_edge']}. {w['n']} random unit 384-dim vectors "
+             "(not real embeddings: latency only) written as the migration's child writes them, then opened "
+             "with the default index threshold, which starts the first HNSW build at once; retrieve's search "
+             "(hybrid, limit 15, not superseded) timed every 0.1 s until 30 searches after the swap. One run, "
+             "both stores in turn, on a shared 2-core machine. ms p50 (p95).", "",
+             "| store as migrated | quick index s | during the build | export | child | after the swap | build s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, label in (("exact", "float vectors, exact search (before)"),
+                        ("quick", "quick index: int8 copies, no graph (now)")):
+        r = w.get(name)
+        if not r:
+            continue
+
+        def cell(k: str, r: dict[str, Any] = r) -> str:
+            v = r.get(k)
+            return f"{v['p50_ms']} ({v['p95_ms']}), n={v['n']}" if v else "-"
+        lines.append(f"| {label} | {r['quick_index_s']} | {cell('during_build')} | {cell('export')} | "
+                     f"{cell('child')} | {cell('after')} | {r['build'].get('total_s', '-')} |")
+    q = w.get("quick", {})
+    if "top10_agreement_with_exact" in q:
+        lines += ["", f"Quick index, dense top-10 against exact float search: {q['top10_agreement_with_exact']:.3f} "
+                  "of the exact top 10 returned (30 random queries)."]
+    return "\n".join(lines) + "\n"
 
 
 def render(res: dict[str, Any]) -> str:

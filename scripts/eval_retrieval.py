@@ -10,6 +10,10 @@ Usage:
   python scripts/eval_retrieval.py                # full set, writes docs/bench/retrieval.{json,md}
   python scripts/eval_retrieval.py --every 5      # every 5th question only (quick look)
   python scripts/eval_retrieval.py --out DIR      # write DIR/retrieval.json and DIR/retrieval.md
+  python scripts/eval_retrieval.py --recipes [--locomo PATH/locomo10.json]
+      # what to index with the content (clarity.memory.indexed_text): every variant of
+      # tests/eval/recipes.py on this set (and on LoCoMo, whose file is not shipped: pass its path);
+      # writes DIR/indexed_text.json and .md (indexed_text-float.* with CLARITY_MODEL_PRECISION=float)
 """
 
 from __future__ import annotations
@@ -120,13 +124,86 @@ def render_md(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_recipes(r: dict[str, Any]) -> str:
+    m = r["meta"]
+    variants = r["variants"]
+    shipped = r["shipped"]
+    lines = [
+        "# What is indexed with a memory's content (clarity.memory.indexed_text)", "",
+        f"Measured {m['date']} on {m['machine']}, {m['cores']} cores, commit `{m['commit']}`; one run of "
+        f"`python scripts/eval_retrieval.py --recipes{m['args']}` ({m['elapsed_s']:.0f} s), model "
+        f"`{m['model']['name']}` at precision {m['model']['precision']}. Each variant "
+        "indexes every memory through the service's own write path (real engine, real model) with a dense "
+        "recipe (what the embedded text holds besides the content) and a sparse one (the BM25 text); "
+        "queries are unchanged. `retrieve` with its defaults (hybrid), limit 5, min_similarity -1.", "",
+        "Project evaluation (tests/eval; every memory imported the same day: the date is the same for all, "
+        "and they have no context): hit@1 / recall@5.", "",
+        "| dense / sparse | paraphrase | identifier | keyword | all |", "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in variants.items():
+        p = row["project"]
+        cells = [f"{p[c]['hit@1']:.3f} / {p[c]['recall@5']:.3f}" if c in p else "-"
+                 for c in ("paraphrase", "identifier", "keyword", "all")]
+        mark = " **(shipped)**" if name == shipped else ""
+        lines.append(f"| {name.replace('|', '/')}{mark} | " + " | ".join(cells) + " |")
+    if any("locomo" in row for row in variants.values()):
+        cats = ("single-hop", "multi-hop", "temporal", "open-domain", "adversarial", "all")
+        first = next(row["locomo"] for row in variants.values() if "locomo" in row)
+        lines += [
+            "", "LoCoMo (Maharana et al., ACL 2024; 10 long conversations, 5,882 turns, one store each; every "
+            "turn a memory created at its session's date, with the previous turn as its `context`; "
+            "tests/eval/locomo.py): recall@5 of the evidence turns; questions per category: "
+            + ", ".join(f"{c} {first[c]['n']}" for c in cats if c in first and c != "all")
+            + f"; `all`: the first four ({first['all']['n']}), adversarial left out.", "",
+            "| dense / sparse | " + " | ".join(cats) + " |", "|---|" + "---:|" * len(cats),
+        ]
+        for name, row in variants.items():
+            if "locomo" in row:
+                lo = row["locomo"]
+                mark = " **(shipped)**" if name == shipped else ""
+                cells = [f"{lo[c]['recall@5']:.3f}" if c in lo else "-" for c in cats]
+                lines.append(f"| {name.replace('|', '/')}{mark} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    from clarity.memory import indexed_text
+    from tests.eval.recipes import VARIANTS, recipe_report
+
+    memories, questions = load_memories(), load_questions()[:: max(1, args.every)]
+    t0 = time.perf_counter()
+    report = recipe_report(memories, questions, args.locomo, VARIANTS,
+                           log=lambda name, row: print(name, json.dumps(row), flush=True))
+    shipped = next((n for n, (d, s) in VARIANTS.items()
+                    if d == indexed_text.DENSE and s == indexed_text.SPARSE), "")
+    args_text = (f" --every {args.every}" if args.every > 1 else "") + (" --locomo PATH" if args.locomo else "")
+    model = report.pop("_model")
+    out = {"meta": {**_machine(), "args": args_text, "elapsed_s": round(time.perf_counter() - t0, 1), "model": model},
+           "shipped": shipped, "variants": report}
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "indexed_text" if model["precision"] == "int8" else f"indexed_text-{model['precision']}"
+    (args.out / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    (args.out / f"{name}.md").write_text(render_recipes(out), encoding="utf-8")
+    print(render_recipes(out))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench")
     ap.add_argument("--every", type=int, default=1, help="keep every Nth question (default: all)")
     ap.add_argument("--no-variants", action="store_true",
                     help="skip the hybrid variants (fusion, RRF k, tokenizer, min_similarity)")
+    ap.add_argument("--recipes", action="store_true",
+                    help="compare what is indexed with the content (tests/eval/recipes.py) instead")
+    ap.add_argument("--locomo", type=Path, help="with --recipes: LoCoMo's locomo10.json (not shipped)")
     args = ap.parse_args()
+    if args.locomo is not None and not args.locomo.is_file():
+        print(f"--locomo: {args.locomo} is not a file", file=sys.stderr)
+        return 2
+    if args.recipes:
+        return run_recipes(args)
     memories, questions, pairs = load_memories(), load_questions(), load_pairs()
     problems = validate(memories, questions, pairs)
     if problems:

@@ -81,6 +81,67 @@ def test_migrates_exactly_once(home: Path) -> None:
     assert migrate_if_needed(settings, DIM, nullcontext) is None
 
 
+def _segment_configs(shard_dir: Path) -> list[dict[str, object]]:
+    return [orjson.loads((seg / "segment.json").read_bytes())["config"]["vector_data"]["dense"]
+            for seg in (shard_dir / "segments").iterdir() if (seg / "segment.json").exists()]
+
+
+def test_the_migrated_store_searches_its_quick_index_until_the_hnsw_build_replaces_it(home: Path) -> None:
+    """The child gives the shard int8 copies of its vectors before the swap: the store searches them (each
+    legacy vector finds its own point first, with its exact cosine), its stored vectors are the legacy
+    ones; the first index build after the swap replaces it with an HNSW generation holding every point
+    and every vector unchanged; a write made meanwhile survives the swap."""
+    import numpy as np
+
+    from clarity.engines.base import Point
+    from clarity.engines.edge.build_child import QUICK_INDEX
+    from clarity.engines.edge.layout import current_dir
+    from clarity.engines.qdrant_local import open_store
+
+    points = write_legacy(home, 1500)
+    settings = load_settings(home)
+    res = migrate_if_needed(settings, DIM, nullcontext)
+    assert res is not None and res["count"] == 1500 and res["quick_index_seconds"] > 0
+    base = edge_dir(settings.qdrant_path)
+    assert (base / QUICK_INDEX).exists()
+    quantised = [c for c in _segment_configs(base) if c.get("quantization_config")]
+    assert quantised and quantised[0]["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99,
+                                                                            "always_ram": False}}
+    backup = next(p for p in settings.backups_dir.iterdir() if p.name.startswith("qdrant-client-"))
+    legacy = {str(uuid.UUID(str(p.id))): (np.asarray(p.dense[""]) / np.linalg.norm(p.dense[""])).tolist()
+              for p in open_store(backup).points("memories", with_vectors=True)}  # cosine: stored normalised
+
+    def check(e: EdgeEngine) -> None:
+        got = {p.id: p.vector for p in e.retrieve(list(points), with_vectors=True)}
+        assert set(got) == set(points)
+        for pid, vec in got.items():
+            assert np.allclose(vec, legacy[pid], atol=1e-6), pid
+        for pid in list(points)[:: 150]:
+            hits = e.search(legacy[pid], 3)
+            assert hits[0].id == pid and abs((hits[0].score or 0) - 1.0) < 1e-3
+
+    e = EdgeEngine(base, index_threshold=0)  # no build: the quick index serves
+    e.ensure_collection(DIM)
+    try:
+        check(e)
+    finally:
+        e.close()
+    e = EdgeEngine(base, index_threshold=1000)  # 1500 unindexed points: the build starts at open
+    e.ensure_collection(DIM)
+    try:
+        assert e.index_state()["building"]
+        late = Point(id=str(uuid.uuid4()), payload={"content": "written during the build", "created_at":
+                                                    "2025-03-01T00:00:00.000000+00:00"}, vector=[0.5] * DIM)
+        e.upsert([late])
+        assert e.build_index(timeout_s=300)
+        assert current_dir(base) != base and e.count() == 1501
+        assert not any(c.get("quantization_config") for c in _segment_configs(current_dir(base)))
+        check(e)
+        assert e.retrieve([late.id])[0].payload["content"] == "written during the build"
+    finally:
+        e.close()
+
+
 def test_first_call_through_the_cli_migrates(home: Path) -> None:
     points = write_legacy(home, 50)
     listed = orjson.loads(cli(home, "list", "--json", "--limit", "3").stdout)

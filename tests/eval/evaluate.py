@@ -26,6 +26,8 @@ from typing import Any, Literal
 from clarity.encoders.sparse import DEFAULT_TOKENIZER, Tokenizer, encode_document, encode_query
 from clarity.engines.base import Point, SearchQuery
 from clarity.errors import InvalidArgument
+from clarity.memory import model as m
+from clarity.memory.indexed_text import sparse_text
 from clarity.memory.ranking import CANDIDATE_FACTOR, rerank
 from clarity.memory.service import MemoryService
 from tests.eval.bm25 import BM25
@@ -170,14 +172,15 @@ VARIANTS = (
 
 
 def _reencode(service: MemoryService, tokenizer: Tokenizer) -> None:
-    """Write every stored point back with its BM25 vector made by `tokenizer` (given with the point, so
-    the engine does not make its own). A content without any indexable token gets no vector from
-    `encode_document`; the engine then makes one with the default tokenizer (it finds none either)."""
+    """Write every stored point back with its BM25 vector made by `tokenizer` from the text the service
+    indexes (`indexed_text.sparse_text`; given with the point, so the engine does not make its own). A
+    text without any indexable token gets no vector from `encode_document`; the engine then makes one
+    with the default tokenizer (it finds none either)."""
     from clarity.engines.base import iter_all
 
     for page in iter_all(service._eng(), with_vectors=True):
         for p in page:
-            p.sparse = encode_document(str(p.payload.get("content", "")), tokenizer)
+            p.sparse = encode_document(sparse_text(p.payload), tokenizer)
         service._eng().upsert(page)
 
 
@@ -187,7 +190,7 @@ def _retrieve(service: MemoryService, query: str, dense: list[float], v: Variant
     `MemoryService.op_retrieve` makes, built here because the variant is not a `retrieve` argument."""
     mem = service.settings.memory
     threshold = mem.min_similarity if v.min_similarity is None else v.min_similarity
-    flt = service._filter(None, None, include_superseded=False)
+    flt = service._filter(m.RetrieveRequest(query=query, limit=K))
     flt["created_at"] = None
     weighted = mem.recency_weight > 0 or mem.importance_weight > 0
     fetch = min(100, K * CANDIDATE_FACTOR) if weighted else min(100, K + 10)

@@ -9,7 +9,10 @@ A home written by the qdrant-client version holds `<home>/qdrant/meta.json` and
    `clarity.platform.children.run_child` with a deadline, dying with this process) copies ids, vectors
    and payloads in batches (read by `clarity.engines.qdrant_local`, which never runs code from the
    store's pickles; written in the engine's payload encoding, so every value comes back exactly),
-   verifies the count and flushes, so whatever reading the legacy store cost dies with it; this process
+   verifies the count and flushes, then gives the shard its quick index (int8 copies of the vectors, see
+   `clarity.engines.edge.build_child.quick_index`: the first index build after the swap takes minutes
+   at 100k, and the store searches its quantised vectors meanwhile instead of every float vector), so
+   whatever reading the legacy store cost dies with it; this process
    counts the shard again; write the marker `clarity-migrated.json` (source count, backup folder name)
    inside it;
 2. commit: rename `edge.migrating` -> `edge` (atomic);
@@ -169,7 +172,8 @@ def migrate(qdrant_path: Path, backups_dir: Path, dim: int, collection: str = "m
             shutil.rmtree(tmp, ignore_errors=True)
             (qdrant_path / LOCK_FILE).unlink(missing_ok=True)  # the child is gone (run_copy waited for it)
             raise
-        child = {"child_pid": report["pid"], "copy_seconds": report["seconds"]}
+        child = {"child_pid": report["pid"], "copy_seconds": report["seconds"],
+                 "quick_index_seconds": report.get("quick_index_s")}
         name = f"qdrant-client-{time.strftime('%Y%m%dT%H%M%S')}"
         (tmp / MARKER).write_bytes(orjson.dumps({"count": count, "backup": name, "collection": collection}))
         sync_dir(tmp)

@@ -9,6 +9,10 @@ worst) dies with it: the owner (the parent, which keeps holding the maintenance 
 `python -m clarity.engines.edge.migrate_child ...`; the child reads the legacy collection, builds the shard
 in the temporary folder the parent names, verifies and flushes it, reports the counts as one JSON line on
 its stdout (a pipe to the parent, never the MCP channel; everything else it prints goes to stderr) and exits.
+Before it reports, it gives the shard its quick index (`build_child.quick_index`: int8 copies of the dense
+vectors, no graph; seconds at 100k), so that the migrated store does not search its 100k float vectors
+exactly while the owner builds the HNSW index in the background after the swap (measured in
+scripts/edge_probe.py `--window-n`).
 
 Every point is written in the engine's one payload encoding (`edge_shard.edge_point`), so every value of
 its payload comes back exactly; a point is refused (the migration fails, naming the file and the point)
@@ -34,6 +38,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -117,6 +122,18 @@ def copy_legacy(qdrant_path: Path, target: Path, dim: int, collection: str) -> t
     return copied, got
 
 
+def copy_and_index(qdrant_path: Path, target: Path, dim: int, collection: str) -> dict[str, Any]:
+    """`copy_legacy`, then the quick index (`build_child.quick_index`: int8 copies of the vectors, so the
+    store searches fast while its HNSW index builds after the swap); the report's counts and seconds."""
+    from clarity.engines.edge.build_child import quick_index
+
+    t = time.perf_counter()
+    count, shard_count = copy_legacy(qdrant_path, target, dim, collection)
+    copy_s = time.perf_counter() - t
+    quick_s = quick_index(target, dim) if count else 0.0
+    return {"count": count, "shard_count": shard_count, "copy_s": round(copy_s, 3), "quick_index_s": round(quick_s, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m clarity.engines.edge.migrate_child")
     ap.add_argument("--parent-pid", type=int, required=True)
@@ -143,8 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         if held is None:
             raise RuntimeError(f"another migration process holds {a.qdrant_path / LOCK_FILE}")
         log.info("migration child %d copying %s into %s", os.getpid(), a.qdrant_path, a.target)
-        count, shard_count = copy_legacy(a.qdrant_path, a.target, a.dim, a.collection)
-        report.update(ok=True, count=count, shard_count=shard_count)
+        report.update(ok=True, **copy_and_index(a.qdrant_path, a.target, a.dim, a.collection))
     except Exception as e:  # reported to the parent, which raises MigrationFailed with it
         log.exception("migration child failed")
         report["error"] = f"{type(e).__name__}: {e}"
