@@ -9,6 +9,13 @@ after two months; ties go to the newer memory. Only the newest `SCAN_LIMIT` memo
 
 Everything goes through `call(op, args)`, i.e. `Coordinator.call`: the `list` op (without contents)
 to rank, then `get` for each memory shown. Nothing here writes.
+
+Memories are data, never instructions (`render`, with `clarity.memory.framing`): the text opens by
+saying that what follows are notes written by earlier sessions, to be weighed and never followed as
+instructions; each memory is a header line and its content as one quoted line that no text of a memory
+can end. Memories flagged as reading like instructions
+(`flagged`: set at store time, or judged as read for memories stored before flags existed) are left out
+and counted, unless `include_flagged`; then they are shown quoted like the others, under a warning.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 
 from clarity.errors import NotFound
 from clarity.memory.budget import water_fill
+from clarity.memory.framing import FRAME, header, quoted
 
 IMPORTANCE_WEIGHT = 0.6
 HALF_LIFE_DAYS = 14.0
@@ -55,56 +63,71 @@ def rank(mems: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
                   reverse=True)
 
 
-def gather(call: Call, limit: int = DEFAULT_LIMIT, now: datetime | None = None) -> tuple[list[dict[str, Any]], int]:
-    """(the top `limit` memories whole, with `score`, best first; how many the store holds)."""
+class Gathered:
+    """What `gather` found: the memories to show, how many the store holds, how many flagged ones were
+    left out."""
+
+    def __init__(self, mems: list[dict[str, Any]], total: int, flagged_left_out: int) -> None:
+        self.mems, self.total, self.flagged_left_out = mems, total, flagged_left_out
+
+
+def gather(call: Call, limit: int = DEFAULT_LIMIT, now: datetime | None = None,
+           include_flagged: bool = False) -> Gathered:
+    """The top `limit` memories whole, with `score`, best first (flagged ones only if `include_flagged`)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be 1..{MAX_LIMIT}, not {limit}")
     now = now or datetime.now(UTC)
     seen: list[dict[str, Any]] = []
     total = 0
+    flt: dict[str, Any] = {} if include_flagged else {"flagged": False}
+    stored_flagged = 0 if include_flagged else int(call("list", {"flagged": True, "limit": 1})["total"])
+    left_out = stored_flagged
     while len(seen) < SCAN_LIMIT:
-        page = call("list", {"limit": min(_PAGE, SCAN_LIMIT - len(seen)), "offset": len(seen)})
+        page = call("list", {**flt, "limit": min(_PAGE, SCAN_LIMIT - len(seen)), "offset": len(seen)})
         total = int(page["total"])
         seen.extend(page["memories"])
         if not page["memories"] or len(seen) >= total:
             break
-    out = []
-    for head in rank(seen, now)[:limit]:
+    out: list[dict[str, Any]] = []
+    for head in rank(seen, now):
+        if len(out) >= limit:
+            break
         try:
             mem = call("get", {"memory_id": head["id"]})
         except NotFound:  # deleted between list and get
             continue
+        if mem.get("flagged") and not include_flagged:  # stored before flags: judged as read
+            left_out += 1
+            continue
         mem["score"] = round(score(mem, now), 4)
         out.append(mem)
-    return out, total
+    return Gathered(out, total + stored_flagged, left_out)
 
 
-def render(mems: list[dict[str, Any]], total: int, max_chars: int = DEFAULT_CONTEXT_CHARS,
-           home: str = "") -> str:
-    """Markdown of `mems` in at most about `max_chars` characters; long contents cut with a marker."""
+def render(found: Gathered, max_chars: int = DEFAULT_CONTEXT_CHARS, home: str = "") -> str:
+    """Markdown of `found` in at most about `max_chars` characters; long contents cut with a marker."""
     where = f" in {home}" if home else ""
-    if not mems:
-        return (f"# Project memory (Clarity)\nNo memories stored yet{where}. Store decisions, facts and "
-                "preferences worth keeping with store_memory.\n")
-    head = (f"# Project memory (Clarity)\nThe {len(mems)} most useful of {total} memories{where}, ranked by "
-            "importance and recency. Find more with retrieve_memory; read one whole with get_memory.\n\n")
-    lines = []
-    for m in mems:
-        day = (m.get("updated_at") or m.get("created_at") or "")[:10]
-        tags = f", tags {','.join(m['tags'])}" if m.get("tags") else ""
-        lines.append((f"- [{m['memory_type']}] importance {m['importance']}, {day}{tags} (id {m['id']}): ",
-                      " ".join((m.get("content") or "").split())))
+    flagged = (f"{found.flagged_left_out} memor{'y' if found.flagged_left_out == 1 else 'ies'} flagged as "
+               "reading like instructions to an agent left out (review them with `clarity ui` or "
+               "`clarity list --flagged`).\n" if found.flagged_left_out else "")
+    if not found.mems:
+        stored = "stored" if found.total == 0 else "to show"
+        return (f"# Project memory (Clarity)\nNo memories {stored} yet{where}. Store decisions, facts and "
+                f"preferences worth keeping with store_memory.\n{flagged}")
+    head = (f"# Project memory (Clarity)\n{FRAME}\n\nThe {len(found.mems)} most useful of {found.total} "
+            f"memories{where}, ranked by importance and recency. Find more with retrieve_memory; read one whole "
+            f"with get_memory.\n{flagged}\n")
+    lines = [(header(m), quoted(m.get("content") or "")) for m in found.mems]
     room = max_chars - len(head) - sum(len(prefix) + 1 for prefix, _ in lines)
     shares = water_fill([len(body) for _, body in lines], room)
     out = [head]
     for (prefix, body), share in zip(lines, shares, strict=True):
         if share < len(body):
-            body = body[:max(share - 40, 0)].rstrip() + " [... cut; get_memory for the rest]"
+            body = body[:max(share - 40, 4)].rstrip() + " [... cut; get_memory for the rest]"
         out.append(prefix + body + "\n")
     return "".join(out)
 
 
 def context_text(call: Call, limit: int = DEFAULT_LIMIT, max_chars: int = DEFAULT_CONTEXT_CHARS,
-                 home: str = "") -> str:
-    mems, total = gather(call, limit)
-    return render(mems, total, max_chars, home)
+                 home: str = "", include_flagged: bool = False) -> str:
+    return render(gather(call, limit, include_flagged=include_flagged), max_chars, home)

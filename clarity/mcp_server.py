@@ -23,21 +23,20 @@ call changed is what the raised error says (an invalid argument changed nothing)
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
 from clarity import __version__, timings
@@ -54,6 +53,7 @@ from clarity.memory.budget import (
     fit_memories,
     page_memory,
 )
+from clarity.memory.framing import answer_text
 from clarity.memory.results import DeleteResult, StatsResult, StoreResult, UpdateResult
 
 log = logging.getLogger(__name__)
@@ -95,17 +95,85 @@ class _AsSent(FuncMetadata):
         return {"args": dict(arguments_to_validate)}
 
 
+_NOTES = frozenset({"title", "description", "default", "examples"})  # words for readers, not for validation
+# upper bounds no sensible call comes near (16 MiB of text, an offset of a billion, 100 filter values, a
+# 200-character session name): they only refuse absurd input, which parse refuses all the same
+_UNREACHABLE = {"maximum": 1_000_000, "maxLength": 200, "maxItems": 100}
+
+
+def compact_schema(schema: Any, *, output: bool = False) -> Any:
+    """`schema` as `tools/list` shows it, shorter (every session pays for `tools/list` in its context) and
+    accepting the same values: no `title` (each one repeats its property's name), no `"default": null`
+    or `false` (what an absent argument means anyway), no `"additionalProperties": true` (JSON Schema's
+    default), `1` for `1.0`, a nullable `anyOf [X, {"type": "null"}]` written flat as `"type": [X,
+    "null"]` (unless X has an `enum` or `const`). Two losses, both deliberate: upper bounds no sensible
+    call comes near (`_UNREACHABLE`) are left to `parse`, which refuses them all the same; for an output schema
+    (`output=True`): no description or default, and a nested model (a memory in a list) is written in
+    place with only its required keys named: a client validates an answer against the types and
+    required keys, and the agent reads the answer itself (Claude Code, for one, gives a model the
+    input schema only). A new structure is returned; `schema` is not changed."""
+    if isinstance(schema, list):
+        return [compact_schema(x, output=output) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, dict):  # property names are data, never notes
+            out[key] = {name: compact_schema(v, output=output) for name, v in value.items()}
+        elif key == "title" and not isinstance(value, dict):
+            continue
+        elif key in _NOTES and output and not isinstance(value, dict):
+            continue
+        elif (key == "default" and (value is None or value is False)) or (key, value) == ("additionalProperties", True):
+            continue
+        elif key in _UNREACHABLE and isinstance(value, int) and value >= _UNREACHABLE[key]:
+            continue
+        elif isinstance(value, float) and value.is_integer():  # 1.0 is 1
+            out[key] = int(value)
+        else:
+            out[key] = compact_schema(value, output=output)
+    if output and isinstance(out.get("$defs"), dict):  # a nested model (a memory in a list): its required keys
+        defs = {name: _required_only(d) for name, d in out.pop("$defs").items()}
+        out = _inlined(out, defs)
+    branches = out.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
+        (other,) = [b for b in branches if b != {"type": "null"}]
+        kind = other.get("type") if isinstance(other, dict) else None
+        if isinstance(kind, str) and not ({"enum", "const"} & other.keys()) and not (other.keys() & out.keys()):
+            del out["anyOf"]
+            out = {**other, "type": [kind, "null"], **out}
+    return out
+
+
+def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
+    """`schema` with each `{"$ref": "#/$defs/Name"}` replaced by `defs["Name"]` (not recursive models)."""
+    if isinstance(schema, list):
+        return [_inlined(x, defs) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[8:] in defs:
+        return defs[ref[8:]]
+    return {k: _inlined(v, defs) for k, v in schema.items()}
+
+
+def _required_only(schema: Any) -> Any:
+    """A nested object schema reduced to its required keys (their values and any other key unchecked)."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return schema
+    return {k: v for k, v in schema.items() if k != "properties"}
+
+
 def strict_tool(fn: Callable[..., Awaitable[Any]], model: type[m.Request], *, description: str,
                 annotations: ToolAnnotations) -> Tool:
     """The MCP tool `fn` (an `async def name(args: dict[str, Any]) -> Result`) whose arguments are
     `model`'s: its input schema is `model`'s, and the arguments reach `fn` as sent. Its output schema
-    is the SDK's, from `fn`'s return annotation."""
+    is the SDK's, from `fn`'s return annotation. Both are shown compacted (`compact_schema`)."""
     tool = Tool.from_function(fn, description=description, annotations=annotations)
     meta = tool.fn_metadata
-    as_sent = _AsSent(arg_model=meta.arg_model, output_schema=meta.output_schema, output_model=meta.output_model,
-                      wrap_output=meta.wrap_output)
-    schema = {**copy.deepcopy(input_schema(model)), "title": f"{tool.name}Arguments"}  # the SDK's title
-    return tool.model_copy(update={"parameters": schema, "fn_metadata": as_sent})
+    as_sent = _AsSent(arg_model=meta.arg_model, output_schema=compact_schema(meta.output_schema, output=True),
+                      output_model=meta.output_model, wrap_output=meta.wrap_output)
+    return tool.model_copy(update={"parameters": compact_schema(input_schema(model)), "fn_metadata": as_sent})
 
 
 @functools.cache
@@ -136,6 +204,15 @@ def _decoded(model: type[BaseModel], args: dict[str, Any]) -> dict[str, Any]:
         if isinstance(decoded, want):
             out = {**out, key: decoded}
     return out
+
+
+def framed(result: RS, lead: str) -> RS:
+    """The tool's answer `result` as its structured content, and as text content the same memories
+    framed as quoted data (`clarity.memory.framing`): what a client that reads the text shows its model.
+    (A `CallToolResult`: the SDK validates its structured content against the tool's output schema.)"""
+    data = result.model_dump(mode="json")
+    text = answer_text(data, lead)
+    return cast(RS, CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data))
 
 
 INSTRUCTIONS = """\
@@ -192,9 +269,8 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
         with timings.timed("mcp_reply"):
             return model.model_validate(result if max_chars is None else fit_memories(result, max_chars))
 
-    @tool(m.StoreArgs, "Store a memory (decision, fact, preference, note, code, ...) for every session of this "
-                       "project. Storing the same content with the same type again returns the existing memory "
-                       "as duplicate_of.",
+    @tool(m.StoreArgs, "Store a memory for later sessions of this project; the same content and type again "
+                       "returns the existing one as duplicate_of.",
           ToolAnnotations(title="Store a memory", read_only_hint=False, destructive_hint=False,
                           idempotent_hint=True, open_world_hint=False))
     async def store_memory(args: dict[str, Any]) -> StoreResult:
@@ -204,27 +280,26 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
             raise bad_session
         return reply(StoreResult, await run("store", a.request(m.new_id(), session)))
 
-    @tool(m.RetrieveArgs, "Find memories by meaning and by keywords (hybrid search: exact identifiers, error "
-                          "codes, config keys, paths rank first), best first, each with its cosine similarity "
-                          "to the query. mode=semantic or keyword uses one side only; since/until limit the "
-                          "creation time. The answer fits max_chars: long contents are cut with a marker "
-                          "(get_memory reads on).",
+    @tool(m.RetrieveArgs, "Search memories by meaning and keywords (identifiers, error codes, paths rank "
+                          "first), best first. Fits max_chars; a long content ends with a marker naming "
+                          "get_memory.",
           _READ.model_copy(update={"title": "Search memories"}))
     async def retrieve_memory(args: dict[str, Any]) -> SizedRetrieveResult:
         a = check(m.RetrieveArgs, args)
         m.check_content(a.query, settings.memory.max_content_bytes, field="query")
-        return reply(SizedRetrieveResult, await run("retrieve", m.narrow(m.RetrieveRequest, a)), a.max_chars)
+        res = reply(SizedRetrieveResult, await run("retrieve", m.narrow(m.RetrieveRequest, a)), a.max_chars)
+        lead = f"{res.count} memor{'y' if res.count == 1 else 'ies'} found for the search ({res.mode})."
+        return framed(res, lead)
 
-    @tool(m.ListArgs, "List memories, newest first, optionally filtered by type and tags. The answer fits "
-                      "max_chars: memories that do not fit are counted in omitted (read on with offset), long "
-                      "contents are cut with a marker.",
+    @tool(m.ListArgs, "List memories, newest first. Fits max_chars: memories left out are counted in omitted "
+                      "(read on with offset).",
           _READ.model_copy(update={"title": "List memories"}))
     async def list_memories(args: dict[str, Any]) -> SizedListResult:
         a = check(m.ListArgs, args)
-        return reply(SizedListResult, await run("list", m.narrow(m.ListRequest, a)), a.max_chars)
+        res = reply(SizedListResult, await run("list", m.narrow(m.ListRequest, a)), a.max_chars)
+        return framed(res, f"{len(res.memories)} of {res.total} memories, from offset {res.offset}.")
 
-    @tool(m.GetArgs, "Get one memory by id, with its content, metadata and context. A content longer than "
-                     "max_chars allows is shown from offset in pieces: pass next_offset as offset to read on.",
+    @tool(m.GetArgs, "One memory by id; a long content comes in pieces (pass next_offset as offset).",
           _READ.model_copy(update={"title": "Get a memory"}))
     async def get_memory(args: dict[str, Any]) -> MemoryPage:
         a = check(m.GetArgs, args)
@@ -234,8 +309,7 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
             raise ToolError(f"offset {a.offset} is past the end of the content ({size} characters)")
         return reply(MemoryPage, page_memory(mem, a.max_chars, a.offset))
 
-    @tool(m.UpdateRequest, "Change fields of a memory: content (re-embedded), memory_type, importance, tags, "
-                           "metadata, context. The old values are overwritten.",
+    @tool(m.UpdateRequest, "Change fields of a memory; old values are overwritten.",
           ToolAnnotations(title="Update a memory", read_only_hint=False, destructive_hint=True,
                           idempotent_hint=True, open_world_hint=False))
     async def update_memory(args: dict[str, Any]) -> UpdateResult:
@@ -244,19 +318,18 @@ def build_server(settings: Settings, coordinator: Coordinator) -> MCPServer:
             m.check_content(a.updates.content, settings.memory.max_content_bytes)
         return reply(UpdateResult, await run("update", a))
 
-    @tool(m.DeleteRequest, "Delete memories by id. Ids that do not exist are reported in not_found.",
+    @tool(m.DeleteRequest, "Delete memories by id; unknown ids come back in not_found.",
           ToolAnnotations(title="Delete memories", read_only_hint=False, destructive_hint=True,
                           idempotent_hint=True, open_world_hint=False))
     async def delete_memory(args: dict[str, Any]) -> DeleteResult:
         return reply(DeleteResult, await run("delete", check(m.DeleteRequest, args)))
 
-    @tool(m.StatsRequest, "Totals by memory type, the engine, the embedding model and storage size.",
+    @tool(m.StatsRequest, "Counts by memory type, engine, embedding model, storage size.",
           _READ.model_copy(update={"title": "Memory statistics"}))
     async def memory_stats(args: dict[str, Any]) -> StatsResult:
         return reply(StatsResult, await run("stats", check(m.StatsRequest, args)))
 
-    @tool(m.StatusArgs, "Who owns the shared store now (pid, epoch, heartbeat, state), who waits, and this "
-                        "session's role. Never takes the lease.",
+    @tool(m.StatusArgs, "Who owns the shared store, who waits, this session's role. Never takes the lease.",
           _READ.model_copy(update={"title": "Coordination status"}))
     async def coordination_status(args: dict[str, Any]) -> dict[str, Any]:
         check(m.StatusArgs, args)

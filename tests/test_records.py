@@ -31,7 +31,7 @@ def payload(**kw: Any) -> dict[str, Any]:
 def test_memory_view_keys_in_the_order_the_service_has_always_sent() -> None:
     p = Point(id=ID, payload=payload(supersedes=OTHER, superseded_by=""), score=0.5, extra={"cosine": 0.12345678})
     assert list(records.dump(records.memory(p))) == [
-        "id", "memory_type", "importance", "tags", "created_at", "updated_at", "content_hash", "session",
+        "id", "memory_type", "importance", "tags", "created_at", "updated_at", "content_hash", "session", "origin",
         "content", "metadata", "context", "supersedes", "similarity"]
     got = records.dump(records.memory(p))
     assert got["similarity"] == 0.123457 and got["supersedes"] == OTHER and "superseded_by" not in got
@@ -42,7 +42,7 @@ def test_memory_view_leaves_out_what_was_not_asked_for_or_is_not_set() -> None:
     bare = Point(id=ID, payload={"content": "x"})
     got = records.dump(records.memory(bare, content=False, meta=False))
     assert got == {"id": ID, "memory_type": "note", "importance": 0.5, "tags": [], "created_at": "",
-                   "updated_at": "", "content_hash": "", "session": ""}
+                   "updated_at": "", "content_hash": "", "session": "", "origin": ""}
     with_meta = records.dump(records.memory(bare))
     assert with_meta["content"] == "x" and with_meta["metadata"] == {} and with_meta["context"] == {}
     # similarity: the cosine where the engine gives one, else the score, else none
@@ -103,7 +103,7 @@ def test_payloads_leave_their_inputs_as_they_were() -> None:
     req = parse(m.StoreRequest, {"id": ID, "content": "c", "tags": ["t"]})
     assert records.new_payload(req, "h", TS) == {
         "content": "c", "memory_type": "note", "importance": 0.5, "tags": ["t"], "metadata": {}, "context": {},
-        "created_at": TS, "updated_at": TS, "content_hash": "h", "session": ""}
+        "created_at": TS, "updated_at": TS, "content_hash": "h", "session": "", "origin": "tool"}
     assert list(records.new_payload(req, "h", TS, OTHER))[-1] == "supersedes"
     p = Point(id=ID, payload=payload(), vector=[1.0])
     before = copy.deepcopy(p)

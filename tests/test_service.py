@@ -179,14 +179,18 @@ def test_export_import_roundtrip(svc: MemoryService, tmp_path: Path, shared_embe
     try:
         assert other.execute("import", {"memories": dump["memories"]}) == {"imported": 3, "skipped": 0}
         assert other.execute("import", {"memories": dump["memories"]}) == {"imported": 0, "skipped": 3}
-        assert other.execute("export", {})["memories"] == dump["memories"]
+        again = other.execute("export", {})["memories"]
+        # every value comes back; the origin says how the copies entered the other store, and what they were
+        assert [{**x, "origin": "tool"} for x in again] == [{**x, "origin_detail": "was tool"}
+                                                             for x in dump["memories"]]
+        assert {x["origin"] for x in again} == {"import"}
     finally:
         other.close()
 
 
 def test_operations_are_one_typed_table() -> None:
     assert MemoryService.OPS == tuple(OPERATIONS) == (
-        "store", "retrieve", "list", "get", "update", "delete", "stats", "export", "import", "backup")
+        "store", "retrieve", "list", "get", "update", "delete", "review", "stats", "export", "import", "backup")
     assert {op for op, o in OPERATIONS.items() if o.writes} == set(WRITES)  # the coordinator's retry hint
     assert all(issubclass(o.request, m.Request) for o in OPERATIONS.values())
 

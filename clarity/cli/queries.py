@@ -30,7 +30,8 @@ def _check_max_chars(n: int) -> int:
 
 
 def _filters(a: argparse.Namespace) -> dict[str, Any]:
-    return {"types": a.type or None, "tags": a.tag or None}
+    return {"types": a.type or None, "tags": a.tag or None, "sessions": a.session or None,
+            "origins": a.origin or None, "flagged": a.flagged}
 
 
 def cmd_search(settings: Settings, a: argparse.Namespace) -> int:
@@ -137,24 +138,23 @@ def cmd_list(settings: Settings, a: argparse.Namespace) -> int:
 def cmd_context(settings: Settings, a: argparse.Namespace) -> int:
     """The project's most useful memories as text for an agent (a SessionStart hook prints this)."""
     from clarity.context import MAX_LIMIT as CONTEXT_MAX
-    from clarity.context import gather, render
+    from clarity.context import Gathered, gather, render
 
     if not 1 <= a.limit <= CONTEXT_MAX:
         raise ClarityError(f"--limit must be 1..{CONTEXT_MAX}, not {a.limit}")
     if a.max_chars < 200:
         raise ClarityError(f"--max-chars must be at least 200, not {a.max_chars}")
-    mems: list[dict[str, Any]] = []
-    total = 0
+    found = Gathered([], 0, 0)
     if store_exists(settings):
         from clarity.coordination.coordinator import Coordinator
 
         coordinator = Coordinator(settings)
         try:
-            mems, total = gather(coordinator.call, a.limit)
+            found = gather(coordinator.call, a.limit, include_flagged=a.include_flagged)
         finally:
             coordinator.close()
-    text = render(mems, total, a.max_chars, str(settings.home))
+    text = render(found, a.max_chars, str(settings.home))
     res = {"home": str(settings.home), "home_source": settings.home_source, "store_exists": store_exists(settings),
-           "total": total, "memories": mems, "text": text}
+           "total": found.total, "memories": found.mems, "flagged_left_out": found.flagged_left_out, "text": text}
     out(res, a.json, text)
     return 0

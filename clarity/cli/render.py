@@ -22,7 +22,8 @@ def head(mem: dict[str, Any]) -> str:
 def fmt_memory(mem: dict[str, Any]) -> str:
     """A memory in a list: its head line, then its content indented (or its creation time without one)."""
     body = mem.get("content")
-    return head(mem) + (f"\n    {body}" if body is not None else f"  {mem['created_at']}")
+    flag = f"\n    FLAGGED: {mem['flagged']}" if mem.get("flagged") else ""
+    return head(mem) + flag + (f"\n    {body}" if body is not None else f"  {mem['created_at']}")
 
 
 def trimmed_note(res: dict[str, Any]) -> str:

@@ -18,9 +18,10 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, model_validator
 
 from clarity.errors import InvalidArgument
+from clarity.memory.privacy import has_private, strip_private, strip_private_json, strip_private_tags
 from clarity.values import check_json, check_text, quote
 
 MAX_TAGS = 32
@@ -46,6 +47,13 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS),
                  AfterValidator(lambda v: check_text(v, "the text"))]
 Session = Annotated[str, StringConstraints(max_length=MAX_SESSION_CHARS),
                     AfterValidator(lambda v: check_text(v, "the session", multiline=False))]
+# how a memory entered this store (its provenance): an MCP tool call, the CLI, a capture hook, an import
+# (of a JSON/Markdown export or a qdrant-client store), a restore, the web page
+Origin = Literal["tool", "cli", "hook", "import", "restore", "ui"]
+ORIGINS: tuple[str, ...] = ("tool", "cli", "hook", "import", "restore", "ui")
+MAX_DETAIL_CHARS = 300
+OriginDetail = Annotated[str, StringConstraints(max_length=MAX_DETAIL_CHARS),
+                         AfterValidator(lambda v: check_text(v, "the origin detail", multiline=False))]
 
 
 
@@ -96,6 +104,28 @@ class _Req(BaseModel):
     unknown_key: ClassVar[str] = "not an argument of this operation"
 
 
+class _Private(_Req):
+    """A request that carries a memory's fields: private text (`clarity.memory.privacy`) is removed from
+    them when the request is parsed, before anything else sees the values."""
+
+    @model_validator(mode="after")
+    def _without_private(self) -> _Private:
+        content = getattr(self, "content", None)
+        if isinstance(content, str) and has_private(content):
+            clean = strip_private(content)
+            if not clean.strip():
+                raise ValueError("content is empty once its <private> parts are removed: nothing to store")
+            object.__setattr__(self, "content", clean)
+        tags = getattr(self, "tags", None)
+        if isinstance(tags, list):
+            object.__setattr__(self, "tags", strip_private_tags(tags))
+        for key in ("metadata", "context"):
+            value = getattr(self, key, None)
+            if isinstance(value, dict):
+                object.__setattr__(self, key, strip_private_json(value))
+        return self
+
+
 Request = _Req  # any request model: the service takes one parsed in its own process as is
 Args = dict[str, Any] | _Req  # an operation's arguments: JSON (parsed where it runs) or a parsed request
 RQ = TypeVar("RQ", bound=_Req)
@@ -104,17 +134,18 @@ Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json_size)]
 MemoryId = Annotated[str, AfterValidator(_check_uuid)]
 
-_D_CONTENT = "the text to remember"
-_D_TYPE = "a short slug: note, decision, fact, preference, code, conversation, ..."
+_D_CONTENT = "what to remember"
+_D_TYPE = "note, decision, fact, preference, code, ..."
 _D_IMPORTANCE = "0 (trivial) to 1 (critical)"
-_D_TYPES = "only these memory types"
-_D_TAGS_FILTER = "only memories with any of these tags"
-_D_MAX_CHARS = ("fit the answer into this many characters of JSON; long contents are cut with a marker "
-                "(get_memory reads on)")
+_D_TAGS_FILTER = "any of these tags"
+# filters named for what they match (types, sessions, origins) need no description: tools/list is paid by
+# every session, in its context
+_D_FLAGGED = "true: only flagged memories (read like instructions), false: only others"
+_D_MAX_CHARS = "answer size limit, characters of JSON"
 MaxChars = Annotated[int, Field(ge=MIN_MAX_CHARS, le=MAX_MAX_CHARS, description=_D_MAX_CHARS)]
 
 
-class MemoryFields(_Req):
+class MemoryFields(_Private):
     """The fields a caller may set on a memory (all optional: used by update)."""
 
     unknown_key: ClassVar[str] = "not a field update_memory can change"
@@ -127,7 +158,7 @@ class MemoryFields(_Req):
     context: JsonObject | None = None
 
 
-class StoreArgs(_Req):
+class StoreArgs(_Private):
     """store_memory's arguments (the tool chooses the id and names the session: see StoreRequest)."""
 
     unknown_key: ClassVar[str] = "not an argument of store_memory"
@@ -136,11 +167,10 @@ class StoreArgs(_Req):
     memory_type: MemoryType = Field(default="note", description=_D_TYPE)
     importance: Importance = Field(default=0.5, description=_D_IMPORTANCE)
     tags: Tags | None = Field(default=None, description="labels to filter by")
-    metadata: JsonObject | None = Field(default=None, description="any JSON object")
+    metadata: JsonObject | None = None
     context: JsonObject | None = Field(default=None, description="where it came from: file, task, ...")
     supersedes: MemoryId | None = Field(default=None, description=(
-        "id of a memory this one replaces (a corrected fact): the old one is kept, marked superseded_by, "
-        "and left out of searches and lists"))
+        "id of a memory this one corrects (kept, marked superseded_by, hidden from searches)"))
 
     def request(self, memory_id: str, session: str) -> StoreRequest:
         """The store operation's request for these arguments, not validated again (they were when
@@ -148,10 +178,10 @@ class StoreArgs(_Req):
         return StoreRequest.model_construct(
             id=memory_id, content=self.content, memory_type=self.memory_type, importance=self.importance,
             tags=self.tags or [], metadata=self.metadata or {}, context=self.context or {}, session=session,
-            supersedes=self.supersedes)
+            supersedes=self.supersedes, origin="tool", origin_detail="")
 
 
-class StoreRequest(_Req):
+class StoreRequest(_Private):
     unknown_key: ClassVar[str] = "not an argument of the store operation"
 
     id: MemoryId
@@ -163,6 +193,8 @@ class StoreRequest(_Req):
     context: JsonObject = Field(default_factory=dict)
     session: Session = ""
     supersedes: MemoryId | None = None
+    origin: Origin = "tool"
+    origin_detail: OriginDetail = ""
 
 
 TimeBound = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -173,25 +205,22 @@ Weight = Annotated[float, Field(ge=0.0, le=0.5)]
 class RetrieveRequest(_Req):
     unknown_key: ClassVar[str] = "not an argument of the retrieve operation"
 
-    query: Text = Field(min_length=1, description="what you are looking for, in your own words")
-    limit: int = Field(default=5, ge=1, le=100, description="at most this many (1-100)")
-    types: list[MemoryType] | None = Field(default=None, max_length=MAX_FILTERS, description=_D_TYPES)
+    query: Text = Field(min_length=1, description="in your own words")
+    limit: int = Field(default=5, ge=1, le=100)
+    types: list[MemoryType] | None = Field(default=None, max_length=MAX_FILTERS)
     tags: list[Tag] | None = Field(default=None, max_length=MAX_FILTERS, description=_D_TAGS_FILTER)
     min_similarity: float | None = Field(default=None, ge=-1.0, le=1.0, description=(
-        "cosine floor, -1..1 (default from the config, 0.25); keyword matches pass it in hybrid mode, it "
-        "does not apply to keyword mode"))
-    include_metadata: bool = Field(default=False, description="also return metadata and context")
-    mode: SearchMode = Field(default="hybrid", description="hybrid (default: meaning + keywords), semantic, "
-                                                           "keyword")
-    since: TimeBound | None = Field(default=None, description="only memories created at or after this: ISO "
-                                                              "8601 or an age like 30m, 24h, 7d, 2w")
-    until: TimeBound | None = Field(default=None, description="only memories created at or before this (same "
-                                                              "forms)")
-    include_superseded: bool = Field(default=False, description="also return memories replaced by newer ones")
-    recency_weight: Weight | None = Field(default=None, description="0-0.5: favour newer memories (default "
-                                                                    "from the config: 0, off)")
-    importance_weight: Weight | None = Field(default=None, description="0-0.5: favour important memories "
-                                                                       "(default from the config: 0, off)")
+        "cosine floor (default 0.25); keyword matches pass it"))
+    include_metadata: bool = Field(default=False, description="with metadata and context")
+    mode: SearchMode = Field(default="hybrid", description="hybrid: meaning + keywords")
+    since: TimeBound | None = Field(default=None, description="ISO 8601 or an age: 30m, 24h, 7d, 2w")
+    until: TimeBound | None = Field(default=None, description="same forms as since")
+    include_superseded: bool = Field(default=False, description="with memories replaced by newer ones")
+    sessions: list[Session] | None = Field(default=None, max_length=MAX_FILTERS)
+    origins: list[Origin] | None = Field(default=None, max_length=MAX_FILTERS)
+    flagged: bool | None = Field(default=None, description=_D_FLAGGED)
+    recency_weight: Weight | None = Field(default=None, description="favour newer memories")
+    importance_weight: Weight | None = Field(default=None, description="favour important memories")
 
 
 class RetrieveArgs(RetrieveRequest):
@@ -203,11 +232,14 @@ class RetrieveArgs(RetrieveRequest):
 
 
 class _ListFields(_Req):
-    types: list[MemoryType] | None = Field(default=None, max_length=MAX_FILTERS, description=_D_TYPES)
+    types: list[MemoryType] | None = Field(default=None, max_length=MAX_FILTERS)
     tags: list[Tag] | None = Field(default=None, max_length=MAX_FILTERS, description=_D_TAGS_FILTER)
-    limit: int = Field(default=20, ge=1, le=MAX_LIMIT, description="page size (1-1000)")
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="skip this many")
-    include_content: bool = Field(default=False, description="also return content, metadata, context")
+    limit: int = Field(default=20, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    include_content: bool = Field(default=False, description="with content, metadata, context")
+    sessions: list[Session] | None = Field(default=None, max_length=MAX_FILTERS)
+    origins: list[Origin] | None = Field(default=None, max_length=MAX_FILTERS)
+    flagged: bool | None = Field(default=None, description=_D_FLAGGED)
 
 
 class ListRequest(_ListFields):
@@ -224,10 +256,18 @@ class ListArgs(_ListFields):
     max_chars: MaxChars = DEFAULT_MAX_CHARS
 
 
+class ReviewRequest(_Req):
+    """A person's review of a flagged memory (`clarity review`, the web page; no MCP tool offers it)."""
+
+    unknown_key: ClassVar[str] = "not an argument of the review operation"
+
+    memory_id: MemoryId
+
+
 class GetRequest(_Req):
     unknown_key: ClassVar[str] = "not an argument of the get operation"
 
-    memory_id: MemoryId = Field(description="the memory's id")
+    memory_id: MemoryId
 
 
 class GetArgs(GetRequest):
@@ -235,7 +275,7 @@ class GetArgs(GetRequest):
 
     unknown_key: ClassVar[str] = "not an argument of get_memory"
 
-    offset: int = Field(default=0, ge=0, description="show the content from this character on")
+    offset: int = Field(default=0, ge=0, description="content from this character on")
     max_chars: MaxChars = DEFAULT_MAX_CHARS
 
 
@@ -244,8 +284,8 @@ class UpdateRequest(_Req):
 
     unknown_key: ClassVar[str] = "not an argument of update_memory"
 
-    memory_id: MemoryId = Field(description="the memory's id")
-    updates: MemoryFields = Field(description="the fields to change and their new values")
+    memory_id: MemoryId
+    updates: MemoryFields = Field(description="new values of the fields to change")
 
 
 class DeleteRequest(_Req):
@@ -253,8 +293,7 @@ class DeleteRequest(_Req):
 
     unknown_key: ClassVar[str] = "not an argument of delete_memory"
 
-    memory_ids: list[MemoryId] = Field(min_length=1, max_length=MAX_LIMIT,
-                                       description="ids of the memories to delete")
+    memory_ids: list[MemoryId] = Field(min_length=1, max_length=MAX_LIMIT)
 
 
 class StatsRequest(_Req):
@@ -279,6 +318,7 @@ class ImportRequest(_Req):
     unknown_key: ClassVar[str] = "not an argument of import"
 
     memories: list[dict[str, Any]] = Field(max_length=100_000)
+    source: OriginDetail = ""  # where they come from (a file's name): the imported memories' origin_detail
 
 
 class BackupRequest(_Req):

@@ -39,9 +39,10 @@ from clarity.memory.results import (
     StoreResult,
     UpdateResult,
 )
+from clarity.memory.suspicion import flag_reason
 
 # what an import takes from an exported memory to parse it as a store (timestamps and chain links are
-# taken by `imported_payload`)
+# taken by `imported_payload`; its origin is the import's: see `entered`)
 IMPORTED_FIELDS = ("id", "content", "memory_type", "importance", "tags", "metadata", "context", "session",
                    "supersedes")
 
@@ -64,16 +65,86 @@ def iso_or_now(value: object) -> str:
 # ---- payloads --------------------------------------------------------------------------------
 
 
+def flag(payload: Mapping[str, Any]) -> str | None:
+    """Why the memory `payload` reads like an instruction to an agent (`clarity.memory.suspicion`), looking
+    at its content, then its tags, metadata and context (every one of them is shown to agents), or None."""
+    reason = flag_reason(str(payload.get("content", "")))
+    if reason is None:
+        rest = [*payload.get("tags", []), *_strings(payload.get("metadata")), *_strings(payload.get("context"))]
+        if rest:
+            reason = flag_reason("\n".join(rest))
+            if reason is not None:
+                reason = f"in its tags, metadata or context: {reason}"
+    return reason
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+
+
+def with_flag(payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` with its `flagged` reason set from its text as it is now: null when there is none and the
+    payload had one (null, unlike "", is empty to the `is_empty` filters; a partial update can write it). A
+    person's review of an earlier flag (`flag_reviewed`) was of the earlier text: it is cleared too."""
+    reason = flag(payload)
+    if reason is not None:
+        payload["flagged"] = reason
+    elif "flagged" in payload:
+        payload["flagged"] = None
+    if payload.get("flag_reviewed"):
+        payload["flag_reviewed"] = None
+    return payload
+
+
+def reviewed(payload: Mapping[str, Any], ts: str) -> dict[str, Any] | None:
+    """The keys a person's review of the flagged memory `payload` changes (its flag becomes
+    `flag_reviewed`, so the memory is shown like any other), or None when it is not flagged."""
+    reason = payload.get("flagged") or (flag(payload) if "origin" not in payload else None)
+    if not reason:
+        return None
+    return {"flagged": None, "flag_reviewed": f"{reason} (reviewed {ts[:19]}Z)", "updated_at": ts}
+
+
+def entered(payload: dict[str, Any], origin: str, detail: str) -> dict[str, Any]:
+    """`payload` marked as entered by `origin` (`detail`: a short note: an import's file, a hook's event);
+    the origin it claimed before (an exported memory's, a backup record's) is kept in the detail."""
+    before = payload.get("origin")
+    note = detail
+    if isinstance(before, str) and before and before != origin:
+        earlier = payload.get("origin_detail")
+        was = f"was {before}" + (f" ({earlier})" if isinstance(earlier, str) and earlier else "")
+        note = f"{detail}; {was}" if detail else was
+    payload["origin"] = origin
+    note = "".join(c for c in " ".join(note.split()) if c.isprintable())[:m.MAX_DETAIL_CHARS]
+    if note:
+        payload["origin_detail"] = note
+    else:
+        payload.pop("origin_detail", None)
+    return payload
+
+
 def new_payload(req: m.StoreRequest, content_hash: str, ts: str, supersedes: str | None = None) -> dict[str, Any]:
-    """The payload of the memory `req` stores at `ts` (`supersedes`: the id of the memory it replaces)."""
+    """The payload of the memory `req` stores at `ts` (`supersedes`: the id of the memory it replaces):
+    with its origin, and flagged when its text reads like an instruction to an agent."""
     payload: dict[str, Any] = {
         "content": req.content, "memory_type": req.memory_type, "importance": req.importance,
         "tags": req.tags, "metadata": req.metadata, "context": req.context,
         "created_at": ts, "updated_at": ts, "content_hash": content_hash, "session": req.session,
+        "origin": req.origin,
     }
+    if req.origin_detail:
+        payload["origin_detail"] = req.origin_detail
     if supersedes is not None:
         payload["supersedes"] = supersedes
-    return payload
+    return with_flag(payload)
 
 
 def superseded(p: Point, by: str) -> Point:
@@ -89,13 +160,14 @@ def updated_payload(payload: Mapping[str, Any], changes: Mapping[str, Any], ts: 
     if content_hash is not None:
         out["content_hash"] = content_hash
     out["updated_at"] = ts
-    return out
+    return with_flag(out) if changes.keys() & {"content", "tags", "metadata", "context"} else out
 
 
-def imported_payload(item: Mapping[str, Any], req: m.StoreRequest) -> dict[str, Any]:
+def imported_payload(item: Mapping[str, Any], req: m.StoreRequest, source: str = "") -> dict[str, Any]:
     """The payload of an exported memory `item` (parsed as `req`): its own timestamps when they are
-    ISO 8601 with a time zone (else now; `updated_at` defaults to `created_at`) and its chain links."""
-    payload = req.model_dump(exclude={"id", "supersedes"})
+    ISO 8601 with a time zone (else now; `updated_at` defaults to `created_at`) and its chain links;
+    origin `import` (`source`: where from), flagged from its text (whatever the file says)."""
+    payload = req.model_dump(exclude={"id", "supersedes", "origin", "origin_detail"})
     for key in ("supersedes", "superseded_by"):
         if isinstance(item.get(key), str) and item[key]:
             payload[key] = item[key]
@@ -103,7 +175,8 @@ def imported_payload(item: Mapping[str, Any], req: m.StoreRequest) -> dict[str, 
     payload["created_at"] = iso_or_now(item.get("created_at"))
     updated = item.get("updated_at")
     payload["updated_at"] = iso_or_now(updated) if updated else payload["created_at"]
-    return payload
+    claimed = {k: item[k] for k in ("origin", "origin_detail") if isinstance(item.get(k), str)}
+    return with_flag(entered({**payload, **claimed}, "import", source))
 
 
 # ---- results ---------------------------------------------------------------------------------
@@ -114,10 +187,14 @@ def memory(p: Point, *, content: bool = True, meta: bool = True) -> Memory:
     `similarity`, the dense cosine with the query, when `p` is a search hit)."""
     pl = p.payload
     cos = p.extra.get("cosine", p.score)
+    flagged = pl.get("flagged") or None
+    if "origin" not in pl and "flag_reviewed" not in pl and content:  # stored before flags: judged as read
+        flagged = flag(pl)
     return Memory(
         id=p.id, memory_type=pl.get("memory_type", "note"), importance=pl.get("importance", 0.5),
         tags=pl.get("tags", []), created_at=pl.get("created_at", ""), updated_at=pl.get("updated_at", ""),
         content_hash=pl.get("content_hash", ""), session=pl.get("session", ""),
+        origin=pl.get("origin", ""), origin_detail=pl.get("origin_detail") or None, flagged=flagged,
         content=pl.get("content", "") if content else None,
         metadata=pl.get("metadata", {}) if meta else None,
         context=pl.get("context", {}) if meta else None,
@@ -206,7 +283,8 @@ def backed_up(path: Path, count: int) -> BackupResult:
 # The service's JSON keeps the key order it has always had (what `clarity ... --json` prints and the
 # owner's socket carries); the models' field order is the MCP tools' (their answers and output schemas).
 _MEMORY_KEYS = ("id", "memory_type", "importance", "tags", "created_at", "updated_at", "content_hash", "session",
-                "content", "metadata", "context", "supersedes", "superseded_by", "similarity")
+                "origin", "origin_detail", "flagged", "content", "metadata", "context", "supersedes", "superseded_by",
+                "similarity")
 _STATS_KEYS = ("total", "by_type", "engine", "model", "dims", "storage_bytes", "home", "unindexed",
                "index_building", "served_by_pid")
 

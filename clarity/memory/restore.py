@@ -35,6 +35,7 @@ import orjson
 from clarity.engines.backup import FORMAT, MAX_DIMS, MAX_HEADER_BYTES, RECORD_KEYS, VERSION, WRITE_BATCH
 from clarity.engines.points import BadRecord, vector
 from clarity.errors import InvalidArgument
+from clarity.memory.indexed_text import sparse_vector
 from clarity.memory.model import MAX_JSON_BYTES
 from clarity.memory.validate import stored_payload
 from clarity.platform.files import open_regular
@@ -165,7 +166,7 @@ def _record(path: Path, lineno: int, line: bytes, dims: int, max_bytes: int) -> 
         raise RestoreRefused(f"{where}: {shown(extra[0]).removeprefix('the string ')}: not part of a backup "
                              f"record (it has {', '.join(RECORD_KEYS)})")
     try:
-        memory_id, payload = stored_payload(item["id"], item["payload"], max_bytes)
+        memory_id, payload = stored_payload(item["id"], item["payload"], max_bytes, path.name)
         dense = vector(item["vector"], dims)
     except BadRecord as e:
         raise RestoreRefused(f"{where}: {e.message}") from None
@@ -211,7 +212,7 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str, *, dim
                     raise RestoreRefused(f"{path}:{lineno}: the memory {memory_id} is already on line "
                                          f"{seen[memory_id]}")
                 seen[memory_id] = lineno
-                batch.append(edge_point(memory_id, dense, payload))
+                batch.append(edge_point(memory_id, dense, payload, sparse_vector(payload)))  # BM25 as a store makes it
                 if len(batch) >= WRITE_BATCH:
                     _write(shard, batch, path, first, lineno)
                     count += len(batch)

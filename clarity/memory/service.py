@@ -40,6 +40,7 @@ from clarity.errors import ClarityError, InvalidArgument, NotFound
 from clarity.memory import batch_store, records
 from clarity.memory import model as m
 from clarity.memory.arguments import parse, parse_args
+from clarity.memory.indexed_text import dense_text, sparse_vector
 from clarity.memory.ranking import CANDIDATE_FACTOR, rerank
 from clarity.memory.records import now_iso as now_iso  # re-exported: part of this module's interface
 from clarity.memory.results import (
@@ -139,11 +140,13 @@ class MemoryService:
         return found[0]
 
     @staticmethod
-    def _filter(types: list[str] | None, tags: list[str] | None,
-                include_superseded: bool = True) -> dict[str, Any]:
-        flt: dict[str, Any] = {"memory_type": types or None, "tags": tags or None}
-        if not include_superseded:
+    def _filter(req: m.RetrieveRequest | m.ListRequest) -> dict[str, Any]:
+        flt: dict[str, Any] = {"memory_type": req.types or None, "tags": req.tags or None,
+                               "session": req.sessions or None, "origin": req.origins or None}
+        if not req.include_superseded:
             flt["superseded_by"] = {"is_empty": True}
+        if req.flagged is not None:
+            flt["flagged"] = {"is_empty": not req.flagged}
         return flt
 
     # ---- operations (the handlers of OPERATIONS) ---------------------------------------------
@@ -158,7 +161,7 @@ class MemoryService:
     def op_retrieve(self, req: m.RetrieveRequest) -> RetrieveResult:
         m.check_content(req.query, self.settings.memory.max_content_bytes, field="query")
         threshold = self.settings.memory.min_similarity if req.min_similarity is None else req.min_similarity
-        flt = self._filter(req.types, req.tags, req.include_superseded)
+        flt = self._filter(req)
         flt["created_at"] = created_range(req.since, req.until)
         mem = self.settings.memory
         rw = mem.recency_weight if req.recency_weight is None else req.recency_weight
@@ -172,7 +175,7 @@ class MemoryService:
         return records.retrieved(req, threshold, hits)
 
     def op_list(self, req: m.ListRequest) -> ListResult:
-        flt = self._filter(req.types, req.tags, req.include_superseded)
+        flt = self._filter(req)
         page = self._eng().newest(flt, req.offset, req.limit)
         return records.listed(req, self._eng().count(flt), page)
 
@@ -187,13 +190,30 @@ class MemoryService:
         if "content" in changes:
             m.check_content(changes["content"], self.settings.memory.max_content_bytes)
         point = self._get_point(req.memory_id, with_vectors=True)
-        reembed = "content" in changes and changes["content"] != point.payload.get("content")
-        vector = self.embedder.embed_one(changes["content"]) if reembed else point.vector
+        new_content = "content" in changes and changes["content"] != point.payload.get("content")
         ts = now_iso()
         payload = records.updated_payload(point.payload, changes, ts,
-                                          m.content_hash(changes["content"]) if reembed else None)
-        self._eng().upsert([Point(id=point.id, payload=payload, vector=vector)])
+                                          m.content_hash(changes["content"]) if new_content else None)
+        reembed = dense_text(payload) != dense_text(point.payload)  # content, or what is indexed with it
+        vector = self.embedder.embed_one(dense_text(payload)) if reembed else None
+        # only the keys this update changes: another session's update of other fields is kept
+        fields = {k: v for k, v in payload.items() if k not in point.payload or point.payload[k] != v}
+        if not self._eng().set_fields(point.id, fields, vector, sparse_vector(payload)):
+            raise NotFound(f"no memory with id {req.memory_id} (deleted meanwhile)")
         return records.updated(point.id, changes, reembed, ts)
+
+    def op_review(self, req: m.ReviewRequest) -> UpdateResult:
+        """A person's review of a flagged memory: the flag is kept as `flag_reviewed` and the memory is shown
+        like any other (the CLI and the web page offer it; no MCP tool does). InvalidArgument when the
+        memory is not flagged; a later change of its text judges it again."""
+        point = self._get_point(req.memory_id)
+        ts = now_iso()
+        fields = records.reviewed(point.payload, ts)
+        if fields is None:
+            raise InvalidArgument(f"memory {req.memory_id} is not flagged: nothing to review")
+        if not self._eng().set_fields(point.id, fields):
+            raise NotFound(f"no memory with id {req.memory_id} (deleted meanwhile)")
+        return records.updated(point.id, ["flagged"], False, ts)
 
     def op_delete(self, req: m.DeleteRequest) -> DeleteResult:
         ids = list(dict.fromkeys(req.memory_ids))
@@ -224,9 +244,10 @@ class MemoryService:
         fresh = [(item, r) for item, r in parsed if r.id not in existing]
         for start in range(0, len(fresh), 256):
             chunk = fresh[start:start + 256]
-            vectors = self.embedder.embed([r.content for _i, r in chunk])
-            self._eng().upsert([Point(id=r.id, payload=records.imported_payload(item, r), vector=vector)
-                                for (item, r), vector in zip(chunk, vectors, strict=True)])
+            payloads = [records.imported_payload(item, r, req.source) for item, r in chunk]
+            vectors = self.embedder.embed([dense_text(p) for p in payloads])
+            self._eng().upsert([Point(id=r.id, payload=p, vector=vector, sparse=sparse_vector(p))
+                                for (_item, r), p, vector in zip(chunk, payloads, vectors, strict=True)])
         return records.imported(len(fresh), len(parsed) - len(fresh))
 
     def op_backup(self, req: m.BackupRequest) -> BackupResult:
@@ -247,6 +268,7 @@ OPERATIONS: Mapping[str, Operation[Any, Any]] = MappingProxyType({
     "get": Operation(m.GetRequest, False, MemoryService.op_get),
     "update": Operation(m.UpdateRequest, True, MemoryService.op_update),
     "delete": Operation(m.DeleteRequest, True, MemoryService.op_delete),
+    "review": Operation(m.ReviewRequest, True, MemoryService.op_review),
     "stats": Operation(m.StatsRequest, False, MemoryService.op_stats),
     "export": Operation(m.ExportRequest, False, MemoryService.op_export),
     "import": Operation(m.ImportRequest, True, MemoryService.op_import),
@@ -265,7 +287,8 @@ def build_service(settings: Settings,
     from clarity.engines.edge.migrate import migrate_if_needed
 
     if embedder is None:  # the hot standby passes the model it has already loaded
-        embedder = Embedder(settings.embedding.model, settings.cache_dir, settings.embedding.batch_size)
+        embedder = Embedder(settings.embedding.model, settings.cache_dir, settings.embedding.batch_size,
+                            settings.embedding.precision)
 
     def factory() -> Engine:
         migrate_if_needed(settings, embedder.dim, exclusive or nullcontext)

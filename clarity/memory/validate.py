@@ -26,11 +26,12 @@ from clarity.engines.points import BadRecord
 from clarity.errors import InvalidArgument
 from clarity.memory import model as m
 from clarity.memory.arguments import parse
-from clarity.memory.records import IMPORTED_FIELDS
+from clarity.memory.records import IMPORTED_FIELDS, entered, with_flag
 from clarity.values import shown
 
 REQUEST_FIELDS = tuple(k for k in IMPORTED_FIELDS if k != "id")  # what a store of the memory takes
-STORED_FIELDS = (*REQUEST_FIELDS, "created_at", "updated_at", "content_hash", "superseded_by")
+STORED_FIELDS = (*REQUEST_FIELDS, "created_at", "updated_at", "content_hash", "superseded_by", "origin",
+                 "origin_detail", "flagged", "flag_reviewed")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})")
 _FIELD = re.compile(r"[A-Za-z_]+")
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
@@ -81,10 +82,13 @@ def memory_id(fields: Mapping[str, Any], key: str) -> str:
     raise BadRecord(key, f"{key}: must be a memory id (a UUID), not {shown(value)}")
 
 
-def stored_payload(record_id: Any, payload: Any, max_bytes: int) -> tuple[str, dict[str, Any]]:
+def stored_payload(record_id: Any, payload: Any, max_bytes: int, source: str = "") -> tuple[str, dict[str, Any]]:
     """The id and payload of a stored memory (a backup's record), checked (see the module docstring) and
     written as a store writes them: the request's fields as parsed, the timestamps and links kept, the content
-    hash recomputed."""
+    hash recomputed; the origin the record has (a restore puts the store back as it was), else origin
+    `restore` (`source`: the backup's name; a backup from before origins were kept), flagged from its text
+    whatever the record says. A content holding `<private>` text is
+    refused: its vector was made from the private text (a backup Clarity wrote never holds any)."""
     if not isinstance(payload, dict):
         raise BadRecord("payload", f"payload: must be an object, not {shown(payload)}")
     unknown = [k for k in payload if k not in STORED_FIELDS]
@@ -92,6 +96,9 @@ def stored_payload(record_id: Any, payload: Any, max_bytes: int) -> tuple[str, d
         key = unknown[0] if _PLAIN_KEY.fullmatch(unknown[0]) else shown(unknown[0]).removeprefix("the string ")
         raise BadRecord("payload", f"payload.{key}: not a field of a memory (expected: {', '.join(STORED_FIELDS)})")
     req = request(record_id, payload, max_bytes)
+    if req.content != payload.get("content"):
+        raise BadRecord("content", "content: holds <private> text, which Clarity never stores (a backup Clarity "
+                                   "wrote has none); remove it from the record")
     out: dict[str, Any] = {
         "content": req.content, "memory_type": req.memory_type, "importance": req.importance, "tags": req.tags,
         "metadata": req.metadata, "context": req.context, "created_at": timestamp(payload, "created_at"),
@@ -102,4 +109,11 @@ def stored_payload(record_id: Any, payload: Any, max_bytes: int) -> tuple[str, d
         out["supersedes"] = req.supersedes
     if payload.get("superseded_by") is not None:
         out["superseded_by"] = memory_id(payload, "superseded_by")
-    return req.id, out
+    if payload.get("origin") in m.ORIGINS:
+        out["origin"] = payload["origin"]
+        detail = payload.get("origin_detail")
+        if isinstance(detail, str) and detail:
+            out["origin_detail"] = entered({}, "restore", detail)["origin_detail"]  # one printable line
+    else:
+        entered(out, "restore", source)
+    return req.id, with_flag(out)

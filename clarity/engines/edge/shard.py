@@ -26,7 +26,7 @@ DENSE = "dense"
 SPARSE = "bm25"
 # superseded_by is indexed for the `is_empty` filter every default read carries: unindexed, it scanned the
 # whole store (count 225 ms, filtered search 190 ms at 100k); indexed 14 ms / 10 ms
-KEYWORD_FIELDS = ("memory_type", "tags", "content_hash", "session", "superseded_by")
+KEYWORD_FIELDS = ("memory_type", "tags", "content_hash", "session", "superseded_by", "origin", "flagged")
 DATETIME_FIELDS = ("created_at",)
 SIZE_CACHE_S = 10.0
 TIE_CAP = 10_000
@@ -76,19 +76,20 @@ def to_filter(flt: Filter | None) -> Any:
     import qdrant_edge as q
 
     must: list[Any] = []
+    must_not: list[Any] = []
     for key, value in (flt or {}).items():
         if value is None:
             continue
         if isinstance(value, dict):
-            if value.get("is_empty"):
-                must.append(q.IsEmptyCondition(key))
+            if "is_empty" in value:
+                (must if value["is_empty"] else must_not).append(q.IsEmptyCondition(key))
             else:
                 must.append(q.FieldCondition(key, range=q.RangeDateTime(gte=value.get("gte"), lte=value.get("lte"))))
         elif isinstance(value, list | tuple | set):
             must.append(q.FieldCondition(key, match=q.MatchAny([str(v) for v in value])))
         else:
             must.append(q.FieldCondition(key, match=q.MatchValue(value)))
-    return q.Filter(must=must) if must else None
+    return q.Filter(must=must or None, must_not=must_not or None) if must or must_not else None
 
 
 def _dense(vec: Any) -> list[float] | None:
