@@ -1,5 +1,5 @@
 """clarity serve | status | store | get | search | list | update | delete | context | stats | export | import |
-backup | restore | doctor | demo
+backup | restore | doctor | demo | forget | hook
 
 `serve` is the stdio MCP server; stdout is its MCP channel, so logs go to stderr and the log file.
 The other commands are for people at a terminal (and scripts: `--json` on every command prints one
@@ -21,8 +21,9 @@ codes, one-line errors), `output` (stdout, stderr notes, progress), `prompt` (as
 `logs` (stderr and the rotated log file), `store_access` (is there a store, one coordinator call),
 `render` (text forms), and the commands by kind: `memories` (store/get/update/delete), `queries`
 (search/list/context), `status` (status/stats/doctor), `transfer` (export/import), `backups`
-(backup/restore), `serve` (serve/demo). Every command imports what it uses only when it runs: importing
-this package loads neither the engine nor the model.
+(backup/restore), `serve` (serve/demo), `forget` (forget --session), `hooks` (hook: Claude Code's hooks,
+which exit 0 whatever happens), `markdown` (the Markdown export's files). Every command imports what it
+uses only when it runs: importing this package loads neither the engine nor the model.
 """
 
 from __future__ import annotations

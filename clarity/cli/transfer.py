@@ -1,5 +1,7 @@
 """Memories in and out as files: `export` (every memory as JSON, to stdout or a file readable by this
-user only) and `import` (an export's JSON file, or a qdrant-client local store, re-embedded).
+user only; or, `--format markdown DIR`, one Markdown file per memory: clarity.cli.markdown) and `import`
+(an export's JSON file, a Markdown export's folder or one of its files, or a qdrant-client local store,
+re-embedded).
 
 An import's input is read and checked whole by `prepare_import` before the store is made or asked:
 a bad file or a bad memory in it stores nothing (exit 2). Memories then go in chunks of
@@ -37,12 +39,21 @@ def cmd_export(settings: Settings, a: argparse.Namespace) -> int:
     if a.file and a.out and a.file != a.out:
         raise InvalidArgument("give the output file once: --out FILE")
     target = a.out or a.file
+    if a.format == "markdown" and (target is None or target == "-"):
+        raise InvalidArgument("--format markdown writes one file per memory: give the folder (DIR)")
     if store_exists(settings):
         with progress("exporting"):
             res = with_coordinator(settings, "export", {})
     else:
         res = {"model": settings.embedding.model, "count": 0, "memories": []}
         note(no_store(settings) + ": the export is empty")
+    if a.format == "markdown":
+        from clarity.cli.markdown import write_folder
+
+        assert target is not None
+        count = write_folder(Path(target), res["memories"])
+        out({"folder": str(target), "count": count}, a.json, f"exported {count} memories to {target}/ as Markdown")
+        return 0
     body = orjson.dumps(res, option=orjson.OPT_INDENT_2)
     if target is None or target == "-":
         sys.stdout.buffer.write(body + b"\n")
@@ -55,15 +66,17 @@ def cmd_export(settings: Settings, a: argparse.Namespace) -> int:
 
 
 def _import(settings: Settings, batches: Iterable[list[dict[str, Any]]],
-            advance: Callable[[int], None]) -> tuple[int, int]:
-    """Send each batch as one `import` call through the coordinator; (imported, already present)."""
+            advance: Callable[[int], None], source: str = "") -> tuple[int, int]:
+    """Send each batch as one `import` call through the coordinator; (imported, already present).
+    `source` (a file's name) becomes the imported memories' `origin_detail`."""
     from clarity.coordination.coordinator import Coordinator
 
     imported = skipped = 0
+    label = "".join(c if c.isprintable() else "?" for c in source)[:300]  # a file name may hold anything
     coordinator = Coordinator(settings)
     try:
         for batch in batches:
-            res = coordinator.call("import", {"memories": batch})
+            res = coordinator.call("import", {"memories": batch, "source": label})
             imported += res["imported"]
             skipped += res["skipped"]
             advance(len(batch))
@@ -78,7 +91,8 @@ def _import_qdrant(settings: Settings, a: argparse.Namespace) -> int:
     stats = ImportStats()
     with progress(f"importing {a.qdrant_path}") as advance:
         imported, skipped = _import(settings, read_store(Path(a.qdrant_path), a.collection,
-                                                         settings.memory.max_content_bytes, stats), advance)
+                                                         settings.memory.max_content_bytes, stats), advance,
+                                    f"qdrant-client store {Path(a.qdrant_path).name}")
     result = {"read": stats.read, "imported": imported, "already_present": skipped, "skipped": stats.skipped}
     why = "".join(f", {n} skipped ({reason})" for reason, n in stats.skipped.items())
     out(result, a.json, f"read {stats.read}, imported {imported}, {skipped} already present{why}")
@@ -115,6 +129,12 @@ def prepare_import(settings: Settings, a: argparse.Namespace) -> None:
         return
     if not a.file:
         raise ClarityError("give a FILE (an export) or --qdrant-path PATH (a qdrant-client local store)")
+    if Path(a.file).is_dir() or a.file.endswith(".md"):
+        from clarity.cli.markdown import read_path
+
+        a.memories = [_check_importable([memory], settings.memory.max_content_bytes, where)[0]
+                      for where, memory in read_path(Path(a.file))]
+        return
     try:
         data = orjson.loads(Path(a.file).read_bytes())
     except (OSError, orjson.JSONDecodeError) as e:
@@ -130,7 +150,8 @@ def cmd_import(settings: Settings, a: argparse.Namespace) -> int:
 
     with progress(f"importing {a.file}", len(memories)) as advance:
         imported, skipped = _import(settings, (memories[start:start + IMPORT_CHUNK]
-                                               for start in range(0, len(memories), IMPORT_CHUNK)), advance)
+                                               for start in range(0, len(memories), IMPORT_CHUNK)), advance,
+                                    Path(a.file).name)
     out({"imported": imported, "skipped": skipped}, a.json,
         f"imported {imported}, skipped {skipped} already present")
     return 0
