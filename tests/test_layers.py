@@ -45,10 +45,10 @@ FLOORS: list[tuple[float, tuple[str, ...]]] = [
     (6.2, ("clarity/engines/",)),
     (7, ("clarity/memory/",)),
     (8, ("clarity/coordination/",)),
-    (9, ("clarity/context.py", "clarity/session_client.py", "clarity/demo.py")),
+    (9, ("clarity/context.py", "clarity/session_client.py", "clarity/demo.py", "clarity/capture/")),
     (10, ("clarity/mcp_context.py",)),
     (11, ("clarity/mcp_server.py",)),
-    (12, ("clarity/cli/", "clarity/__main__.py")),
+    (12, ("clarity/cli/", "clarity/ui/", "clarity/__main__.py")),
 ]
 
 OS_ONLY_NAMES = frozenset({"fcntl", "prctl", "posix_fadvise", "malloc_trim", "mallopt"})

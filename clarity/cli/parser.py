@@ -12,7 +12,7 @@ import argparse
 from clarity import __version__
 from clarity.cli.serve import ADD_TO_CLAUDE
 from clarity.memory.budget import DEFAULT_MAX_CHARS, MAX_MAX_CHARS, MIN_MAX_CHARS
-from clarity.memory.model import MAX_LIMIT
+from clarity.memory.model import MAX_LIMIT, ORIGINS
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -44,6 +44,11 @@ def _add_filters(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--since", metavar="WHEN",
                     help="only memories created at or after WHEN: ISO 8601 (2026-03-01) or an age (30m, 24h, 7d, 2w)")
     sp.add_argument("--until", metavar="WHEN", help="only memories created at or before WHEN (same forms)")
+    sp.add_argument("--session", action="append", metavar="ID", help="only memories written by this session (repeat)")
+    sp.add_argument("--origin", action="append", choices=ORIGINS,
+                    help="only memories that entered this way (repeat)")
+    sp.add_argument("--flagged", action=argparse.BooleanOptionalAction, default=None,
+                    help="only memories flagged as reading like instructions to an agent (--no-flagged: the others)")
 
 
 def _max_chars(sp: argparse.ArgumentParser) -> None:
@@ -79,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--type", help="new type")
     sp.add_argument("--importance", type=float, help="new importance, 0 to 1")
     sp.add_argument("--tag", action="append", metavar="TAG", help="the new tags, replacing the old (repeat)")
+    sp = add("review", "mark a flagged memory as reviewed: shown to agents like any other from then on")
+    sp.add_argument("id", help="the memory's id")
+    sp.add_argument("--yes", action="store_true", help="do not ask")
     sp = add("delete", "delete memories")
     sp.add_argument("ids", nargs="+", metavar="ID", help="ids of the memories to delete")
     sp = add("search", "find memories by meaning and keywords, best first")
@@ -98,12 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("context", "the project's most useful memories, as text for an agent's session start")
     sp.add_argument("--limit", type=int, default=10, help="how many memories (1-100)")
     sp.add_argument("--max-chars", type=int, default=8000, metavar="N", help="size of the text in characters")
+    sp.add_argument("--include-flagged", action="store_true",
+                    help="also show memories flagged as reading like instructions (quoted, with a warning)")
     add("stats", "totals by type, engine, model, storage size")
-    sp = add("export", "write every memory as JSON, to stdout or a file (readable by you only)")
-    sp.add_argument("file", nargs="?", help="the same as --out FILE")
+    sp = add("export", "write every memory as JSON, to stdout or a file, or as Markdown files in a folder "
+                       "(--format markdown DIR); readable by you only")
+    sp.add_argument("file", nargs="?", help="the same as --out FILE (with --format markdown: the folder)")
     sp.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    sp.add_argument("--format", choices=("json", "markdown"), default="json",
+                    help="json: one document; markdown: one file per memory in a folder")
     sp = add("import", "store the memories of an exported JSON file, or of a qdrant-client local store")
-    sp.add_argument("file", nargs="?", help="an export (`clarity export`)")
+    sp.add_argument("file", nargs="?", help="an export (`clarity export`): a JSON file, or a Markdown export's "
+                                            "folder or one of its files")
     sp.add_argument("--qdrant-path", metavar="PATH",
                     help="a qdrant-client local store (e.g. mcp-server-qdrant's QDRANT_LOCAL_PATH); re-embeds")
     sp.add_argument("--collection", help="its collection (default: the only one)")
@@ -113,5 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the sessions to let go")
     sp.add_argument("--yes", action="store_true", help="replace a store that holds memories without asking")
     add("doctor", "remove what dead processes left in the coordination folder")
+    sp = add("forget", "delete every memory one session wrote (its hooks' digests, its tools' memories)")
+    sp.add_argument("--session", required=True, metavar="ID", help="the session's id (a memory's `session`)")
+    sp.add_argument("--yes", action="store_true", help="delete without asking")
+    sp = add("hook", "for Claude Code's hooks: store a digest of the session (JSON input on stdin); always "
+                     "exits 0 and prints nothing on stdout")
+    sp.add_argument("event", choices=("stop", "session-end", "pre-compact", "post-compact"),
+                    help="the hook's event")
+    sp.add_argument("--deadline", type=float, default=10.0, metavar="S",
+                    help="seconds the hook may take (0-600) before it gives up")
+    sp.add_argument("--verbose", action="store_true", help="say on stderr what was stored")
     add("demo", "two real `clarity serve` sessions share a store; the owner is killed, nothing is lost")
+    sp = add("ui", "a local web page over the store: search, edit, sessions, stats (on 127.0.0.1 only)")
+    sp.add_argument("--port", type=int, default=0, help="the port to listen on; 0 picks a free one")
+    sp.add_argument("--open", action="store_true", help="also open the page in the default browser")
     return p

@@ -17,8 +17,10 @@ from collections.abc import Callable
 
 from clarity.cli.backups import cmd_backup, cmd_restore, prepare_restore
 from clarity.cli.exits import EXIT_REFUSED
+from clarity.cli.forget import cmd_forget
+from clarity.cli.hooks import cmd_hook
 from clarity.cli.logs import setup_logging
-from clarity.cli.memories import cmd_delete, cmd_get, cmd_store, cmd_update
+from clarity.cli.memories import cmd_delete, cmd_get, cmd_review, cmd_store, cmd_update
 from clarity.cli.output import note
 from clarity.cli.prompt import stdin_is_terminal
 from clarity.cli.queries import cmd_context, cmd_list, cmd_search
@@ -26,6 +28,7 @@ from clarity.cli.serve import ADD_TO_CLAUDE, cmd_demo, cmd_serve
 from clarity.cli.status import cmd_doctor, cmd_stats, cmd_status
 from clarity.cli.store_access import store_exists
 from clarity.cli.transfer import cmd_export, cmd_import, prepare_import
+from clarity.cli.ui import cmd_ui
 from clarity.config import Settings, load_settings
 from clarity.errors import ConfigError
 from clarity.platform import require_posix
@@ -37,7 +40,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve, "status": cmd_status, "store": cmd_store, "get": cmd_get, "update": cmd_update,
     "delete": cmd_delete, "search": cmd_search, "list": cmd_list, "context": cmd_context, "stats": cmd_stats,
     "export": cmd_export, "import": cmd_import, "doctor": cmd_doctor, "backup": cmd_backup,
-    "restore": cmd_restore,
+    "restore": cmd_restore, "ui": cmd_ui, "forget": cmd_forget, "review": cmd_review,
 }
 
 PREPARE: dict[str, Callable[[Settings, argparse.Namespace], None]] = {
@@ -51,6 +54,8 @@ def run(a: argparse.Namespace) -> int:
     os.umask(0o077)  # everything this process creates (store, log, exports, sockets) is this user's only
     if a.command == "demo":
         return cmd_demo(None, a)
+    if a.command == "hook":  # a Claude Code hook: never fails the agent, so it checks and says everything itself
+        return cmd_hook(a)
     if a.command == "serve" and stdin_is_terminal():
         note("`clarity serve` is an MCP server that an MCP client starts and talks to over stdin/stdout, "
              f"not a terminal: add it to Claude Code with `{ADD_TO_CLAUDE}`")
