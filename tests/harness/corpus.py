@@ -97,4 +97,14 @@ class Corpus:
         raise RuntimeError("could not make a unique sentence")
 
     def query(self) -> str:
-        return _fill(self.rng, self.rng.choice(QUERIES))
+        """A query not asked before by this corpus (a repeated query would be answered from a session's
+        cache of query vectors: a benchmark must pay for each query's embedding, as the peer does); after
+        1,000 tries at a new one, a drawn one with a number added."""
+        for _ in range(1000):
+            q = _fill(self.rng, self.rng.choice(QUERIES))
+            if q not in self.seen:
+                self.seen.add(q)
+                return q
+        q = f"{_fill(self.rng, self.rng.choice(QUERIES))} {self.rng.randint(0, 10**9)}"
+        self.seen.add(q)
+        return q
