@@ -9,6 +9,7 @@ import pytest
 
 from clarity.config import DEFAULT_MODEL
 from clarity.engines.edge import layout as edge_layout
+from clarity.engines.edge.build_child import QUICK_INDEX
 from clarity.memory import restore as backup
 
 from .conftest import cli, open_sessions, run_async
@@ -33,6 +34,8 @@ def test_backup_while_serving_then_restore(home: Path) -> None:
     assert all(len(orjson.loads(line)["vector"]) == 384 for line in lines[1:])
     res = orjson.loads(cli(home, "restore", file, "--yes", "--json").stdout)
     assert res["restored"] == 3
+    # the restored shard has int8 copies of its vectors to search while its index builds (as after a migration)
+    assert (edge_layout.current_dir(home / "qdrant" / "edge") / QUICK_INDEX).exists()
     listed = orjson.loads(cli(home, "list", "--json").stdout)
     assert sorted(m["id"] for m in listed["memories"]) == sorted(ids)
     hits = orjson.loads(cli(home, "search", "backup fact number 2", "--json").stdout)

@@ -7,7 +7,9 @@ new generation folder (`clarity.engines.edge.layout`), verifies the count, marks
 it current (`edge_layout.finish_restore`: the old shard goes to `<home>/backups/edge-replaced-*`); a
 kill before `READY` leaves the store as it was (the next open removes the partial folder), a kill after
 it is finished by the next open. Edge snapshots are not used: qdrant-edge-py 0.9
-can unpack and apply snapshots but has no call that writes one.
+can unpack and apply snapshots but has no call that writes one. Before the swap the new shard gets its
+quick index (`build_child.quick_index`: int8 copies of the vectors, as a migration gives them), so a large
+restored store searches fast while the owner builds its HNSW index in the background.
 
 Restore trusts nothing in the file. Before anything is touched, the header must be a clarity-backup
 header of version 1 whose model is the configured one and whose `dims` is that model's dimension (the
@@ -181,6 +183,7 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str, *, dim
     RestoreRefused (nothing changed) when the file is not a backup this store can take."""
     import qdrant_edge as q
 
+    from clarity.engines.edge.build_child import quick_index
     from clarity.engines.edge.layout import current_dir, finish_restore, mark_ready, new_generation
     from clarity.engines.edge.shard import edge_dir, edge_point, open_shard
 
@@ -232,6 +235,8 @@ def restore_into_edge(path: Path, qdrant_path: Path, expected_model: str, *, dim
             shutil.rmtree(nxt, ignore_errors=True)
             raise
     shard.close()
+    if count:  # int8 copies of the vectors, searched while the first HNSW index builds (as after a migration)
+        quick_index(nxt, dim)
     mark_ready(nxt, current_dir(base))
     finish_restore(base)
     return {"restored": count, "file": str(path)}
