@@ -20,13 +20,13 @@ and counted, unless `include_flagged`; then they are shown quoted like the other
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from clarity.errors import NotFound
 from clarity.memory.budget import water_fill
 from clarity.memory.framing import FRAME, header, quoted
+from clarity.memory.listing import Call, list_all
 
 IMPORTANCE_WEIGHT = 0.6
 HALF_LIFE_DAYS = 14.0
@@ -35,9 +35,7 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 # about 2,000 tokens: what a SessionStart hook prints goes into every session's context
 DEFAULT_CONTEXT_CHARS = 8000
-_PAGE = 1000
 
-Call = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def _when(mem: dict[str, Any]) -> datetime | None:
@@ -77,17 +75,11 @@ def gather(call: Call, limit: int = DEFAULT_LIMIT, now: datetime | None = None,
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be 1..{MAX_LIMIT}, not {limit}")
     now = now or datetime.now(UTC)
-    seen: list[dict[str, Any]] = []
-    total = 0
     flt: dict[str, Any] = {} if include_flagged else {"flagged": False}
     stored_flagged = 0 if include_flagged else int(call("list", {"flagged": True, "limit": 1})["total"])
     left_out = stored_flagged
-    while len(seen) < SCAN_LIMIT:
-        page = call("list", {**flt, "limit": min(_PAGE, SCAN_LIMIT - len(seen)), "offset": len(seen)})
-        total = int(page["total"])
-        seen.extend(page["memories"])
-        if not page["memories"] or len(seen) >= total:
-            break
+    listed = list_all(call, flt, most=SCAN_LIMIT)
+    seen, total = listed.memories, listed.total
     out: list[dict[str, Any]] = []
     for head in rank(seen, now):
         if len(out) >= limit:

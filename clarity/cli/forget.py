@@ -18,6 +18,7 @@ from clarity.cli.prompt import confirm, stdin_is_terminal
 from clarity.cli.store_access import no_store, store_exists
 from clarity.config import Settings
 from clarity.errors import ClarityError
+from clarity.memory.listing import list_all
 
 PAGE = 1000
 DELETE_CHUNK = 1000
@@ -25,12 +26,8 @@ DELETE_CHUNK = 1000
 
 def _session_ids(call: Any, session: str) -> list[str]:
     """The ids of every memory `session` wrote, superseded ones included."""
-    ids: list[str] = []
-    while True:
-        res = call("list", {"sessions": [session], "limit": PAGE, "offset": len(ids), "include_superseded": True})
-        ids.extend(m["id"] for m in res["memories"])
-        if not res["memories"] or len(ids) >= res["total"]:
-            return list(dict.fromkeys(ids))
+    listed = list_all(call, {"sessions": [session], "include_superseded": True}, page=PAGE)
+    return list(dict.fromkeys(m["id"] for m in listed.memories))
 
 
 def cmd_forget(settings: Settings, a: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from clarity.memory.listing import list_all
 from clarity.memory.model import MAX_LIMIT
 
 MAX_PAGES = 200
@@ -95,17 +96,9 @@ class Overview:
             return result
 
     def _scan(self) -> dict[str, Any]:
-        memories: list[dict[str, Any]] = []
         started = time.monotonic()
-        partial = False
-        for page in range(MAX_PAGES + 1):
-            if page == MAX_PAGES:
-                partial = True
-                break
-            res = self._call("list", {"limit": MAX_LIMIT, "offset": len(memories), "include_superseded": True})
-            memories.extend(res["memories"])
-            if not res["memories"] or len(memories) >= res["total"]:
-                break
-        out = summarize(memories)
-        out.update(scanned=len(memories), partial=partial, scan_ms=round((time.monotonic() - started) * 1000))
+        listed = list_all(self._call, {"include_superseded": True}, most=MAX_PAGES * MAX_LIMIT)
+        out = summarize(listed.memories)
+        out.update(scanned=len(listed.memories), partial=not listed.complete,
+                   scan_ms=round((time.monotonic() - started) * 1000))
         return out
