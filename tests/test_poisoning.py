@@ -171,3 +171,14 @@ def test_an_update_judges_the_new_text(home: Path) -> None:
     flagged, only, clean, none, unflagged = run_async(go)
     assert flagged["flagged"] and only["total"] == 1
     assert "flagged" not in clean and none["total"] == 0 and unflagged["total"] == 1
+
+
+def test_a_backup_records_origin_detail_is_kept_as_one_printable_line() -> None:
+    from clarity.memory.validate import stored_payload
+
+    record = {"content": "x", "memory_type": "note", "importance": 0.5, "tags": [], "metadata": {}, "context": {},
+              "created_at": "2026-01-01T00:00:00+00:00", "updated_at": "2026-01-01T00:00:00+00:00",
+              "content_hash": "", "session": "", "origin": "tool"}
+    for detail, kept in (("\x01\x02", None), ("a\nb\x00c", "a bc"), ("x" * 400, "x" * 300)):
+        _, payload = stored_payload("2d9f4e6a-6c79-4e3d-9f2a-5b3f4c8d9ea2", {**record, "origin_detail": detail}, 1000)
+        assert payload["origin"] == "tool" and payload.get("origin_detail") == kept

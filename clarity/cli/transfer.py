@@ -23,6 +23,7 @@ from clarity.cli.output import note, out, progress
 from clarity.cli.store_access import no_store, store_exists, with_coordinator
 from clarity.config import Settings
 from clarity.errors import ClarityError, InvalidArgument
+from clarity.memory.model import detail_line
 
 IMPORT_CHUNK = 256  # memories per import call: progress to show, frames well under the size limit
 
@@ -72,7 +73,7 @@ def _import(settings: Settings, batches: Iterable[list[dict[str, Any]]],
     from clarity.coordination.coordinator import Coordinator
 
     imported = skipped = 0
-    label = "".join(c if c.isprintable() else "?" for c in source)[:300]  # a file name may hold anything
+    label = detail_line(source)  # a file name may hold anything
     coordinator = Coordinator(settings)
     try:
         for batch in batches:

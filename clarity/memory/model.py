@@ -336,6 +336,12 @@ def narrow(model: type[RQ], args: _Req) -> RQ:
                                  **{k: getattr(args, k) for k in shared})
 
 
+def detail_line(text: str) -> str:
+    """`text` as an origin detail: one line (every run of white space made one space), printable
+    characters only, at most `MAX_DETAIL_CHARS` (what `OriginDetail` takes, whatever a file name holds)."""
+    return "".join(c for c in " ".join(text.split()) if c.isprintable())[:MAX_DETAIL_CHARS]
+
+
 def session_name(value: str) -> str:
     """`value` if it can name a session in what it stores (one line of text, at most 200 characters),
     else InvalidArgument."""

@@ -123,7 +123,7 @@ def entered(payload: dict[str, Any], origin: str, detail: str) -> dict[str, Any]
         was = f"was {before}" + (f" ({earlier})" if isinstance(earlier, str) and earlier else "")
         note = f"{detail}; {was}" if detail else was
     payload["origin"] = origin
-    note = "".join(c for c in " ".join(note.split()) if c.isprintable())[:m.MAX_DETAIL_CHARS]
+    note = m.detail_line(note)
     if note:
         payload["origin_detail"] = note
     else:

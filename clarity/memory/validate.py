@@ -112,8 +112,9 @@ def stored_payload(record_id: Any, payload: Any, max_bytes: int, source: str = "
     if payload.get("origin") in m.ORIGINS:
         out["origin"] = payload["origin"]
         detail = payload.get("origin_detail")
-        if isinstance(detail, str) and detail:
-            out["origin_detail"] = entered({}, "restore", detail)["origin_detail"]  # one printable line
+        line = m.detail_line(detail) if isinstance(detail, str) else ""
+        if line:
+            out["origin_detail"] = line
     else:
         entered(out, "restore", source)
     return req.id, with_flag(out)
