@@ -272,6 +272,7 @@ def summary_markdown(res: dict[str, Any]) -> list[str]:
                   f"session's {one['stores_per_s']}: **{_ratio(many['stores_per_s'], one['stores_per_s'])}**. CPU ms "
                   f"per store (owner, other sessions, client): one session {one['cpu_ms_per_store']}, "
                   f"{many['n']} sessions {many['cpu_ms_per_store']}.", ""]
+    lines += report.build_window_lines(res)
     cost = res.get("embedding_cost")
     if cost:
         lines += ["Embedding cost per text (process CPU / wall ms; scripts/embed_probe.py --cost, "
