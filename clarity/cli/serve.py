@@ -33,7 +33,9 @@ def cmd_serve(settings: Settings, _a: argparse.Namespace) -> int:
     import anyio
 
     from clarity.coordination.coordinator import Coordinator
+    from clarity.mcp_early import early_hook
     from clarity.mcp_server import build_server
+    from clarity.mcp_stdio import serve_stdio
 
     _limit_malloc_arenas()
     coordinator = Coordinator(settings, warm_model=True, standby=True)
@@ -63,7 +65,7 @@ def cmd_serve(settings: Settings, _a: argparse.Namespace) -> int:
     log.info("clarity %s serving on stdio, home %s, mode %s", __version__, settings.home,
              settings.coordination.mode)
     try:
-        anyio.run(server.run_stdio_async)
+        anyio.run(serve_stdio, server, early_hook(coordinator.local_embedder))
     finally:
         leave("stdin closed")  # exits the process: the stdin reader thread may still block on read
     return 0
