@@ -5,10 +5,20 @@ the IDF modifier, so the engine weighs rare terms), so both rank keyword matches
 downloaded: the tokenizer, stemmer and stop words ship inside `qdrant-edge-py`.
 
 Choice (measured on tests/eval, docs/bench/retrieval.md): the `Code` tokenizer (splits `snake_case`,
-`camelCase`, dotted and path identifiers into their parts and keeps the whole), English stop words and
+`camelCase`, dotted and path identifiers into their parts; see below for the whole), English stop words and
 Snowball English stemming. The engines always use it; `tokenizer="word"` exists for the evaluation
 to compare (it passes the tokenizer both when it writes the vectors and when it queries: a store's
 vectors follow the tokenizer they were written with, and a query must use the same one).
+
+Whole identifiers: `Code` keeps a `snake_case` or `camelCase` identifier whole besides its parts, but
+splits on `.`, `/`, `-` and `:` and keeps only the parts, so `services/api/handlers/auth.py` or
+`rotate-api-key` matched every memory naming `api` or `auth` as well as the one naming it. Every such
+identifier is therefore also counted as one term, its letters and digits run together
+(`servicesapihandlersauthpy`, `rotateapikey`), in memories and queries alike (`_whole_identifiers`).
+Measured on tests/eval (MiniLM int8, default floor): identifier hit@1 0.956 -> 0.978, every other
+category within one question. A store written before has no such terms: its memories are found by
+their parts as before, and get them when their BM25 vectors are written again (an update of the
+content, an import, a restore).
 
 Guarantees: the same text always gives the same vector; an empty vector (no indexable token) is
 returned as `None`, and such a memory is found only by meaning.
@@ -16,6 +26,7 @@ returned as `None`, and such a memory is found only by meaning.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, Literal
 
@@ -24,6 +35,8 @@ Tokenizer = Literal["code", "word"]
 
 DEFAULT_TOKENIZER: Tokenizer = "code"
 _models: dict[str, Any] = {}  # one Bm25 per tokenizer, made on first use
+_JOINED = re.compile(r"\w+(?:[./:-]+\w+)+")  # parts joined by . / : - (paths, dotted names, flags)
+_SEPARATORS = re.compile(r"[\W_]+")
 _lock = threading.Lock()
 
 
@@ -52,11 +65,19 @@ def _pack(vec: Any) -> SparseVec | None:
     return list(merged), list(merged.values())
 
 
+def _whole_identifiers(text: str) -> str:
+    """`text` followed by a line with each identifier of it whose parts are joined by `.`, `/`, `:` or `-`
+    written as one word (separators removed, lowercase): `retry.max_backoff_ms` -> `retrymaxbackoffms`.
+    Exactly `text` when it has none."""
+    whole = [_SEPARATORS.sub("", m.group(0)).lower() for m in _JOINED.finditer(text)]
+    return text + "\n" + " ".join(whole) if whole else text
+
+
 def encode_document(text: str, tokenizer: Tokenizer = DEFAULT_TOKENIZER) -> SparseVec | None:
     """The BM25 document vector of a memory's content (term-frequency weights), or None."""
-    return _pack(_model(tokenizer).embed_document(text))
+    return _pack(_model(tokenizer).embed_document(_whole_identifiers(text)))
 
 
 def encode_query(text: str, tokenizer: Tokenizer = DEFAULT_TOKENIZER) -> SparseVec | None:
     """The BM25 query vector (each distinct term weighs 1), or None when no term is indexable."""
-    return _pack(_model(tokenizer).embed_query(text))
+    return _pack(_model(tokenizer).embed_query(_whole_identifiers(text)))
