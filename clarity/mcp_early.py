@@ -17,12 +17,12 @@ it off (to measure what it gains: `scripts/bench.py`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from clarity.config import early_embedding
 from clarity.memory.indexed_text import dense_text
 
 MAX_LINE = 64 * 1024
@@ -71,4 +71,4 @@ class EarlyEmbedding:
 
 def early_hook(embedder: Callable[[], Any]) -> EarlyEmbedding | None:
     """The line hook of `clarity serve` (None when `CLARITY_NO_EARLY_EMBEDDING` is set)."""
-    return None if os.environ.get("CLARITY_NO_EARLY_EMBEDDING") else EarlyEmbedding(embedder)
+    return EarlyEmbedding(embedder) if early_embedding() else None

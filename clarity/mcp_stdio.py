@@ -129,7 +129,9 @@ def stdio_transport(on_line: Callable[[bytes], None] | None = None) -> AbstractA
     pipe before the SDK parses it (`clarity.mcp_early`); not called on the SDK's own transport."""
     from mcp.server.stdio import stdio_server
 
-    if os.environ.get("CLARITY_THREADED_STDIO") or not (_is_pipe_or_socket(0) and _is_pipe_or_socket(1)):
+    from clarity.config import threaded_stdio
+
+    if threaded_stdio() or not (_is_pipe_or_socket(0) and _is_pipe_or_socket(1)):
         return stdio_server()
     return _fast_stdio(on_line)
 

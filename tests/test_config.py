@@ -177,7 +177,8 @@ def test_every_variable_sets_its_key(home: Path, monkeypatch: pytest.MonkeyPatch
     listed = {cells[1].strip(" `"): cells[2].strip(" `") for cells in rows}
     assert {v: listed[v] for v in KNOWN_VARIABLES} == {v: key for v, (key, _) in KNOWN_VARIABLES.items()}
     assert set(listed) - set(KNOWN_VARIABLES) == {"CLARITY_HOME", "CLAUDE_PROJECT_DIR", "CLARITY_SESSION_ID",
-                                                  "CLARITY_MODEL_CACHE", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"}
+                                                  "CLARITY_MODEL_CACHE", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR",
+                                                  "CLARITY_THREADED_STDIO", "CLARITY_NO_EARLY_EMBEDDING"}
 
 
 def test_defaults_written_without_variables(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

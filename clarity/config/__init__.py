@@ -18,10 +18,12 @@ This package re-exports what the rest of Clarity uses.
 
 from clarity.config.environment import (
     Environment,
+    early_embedding,
     environment,
     environment_value,
     model_cache_dir,
     session_id,
+    threaded_stdio,
     xdg_runtime_dir,
 )
 from clarity.config.fields import setting
@@ -47,6 +49,7 @@ __all__ = [
     "MemorySettings",
     "ProjectSettings",
     "Settings",
+    "early_embedding",
     "environment",
     "environment_value",
     "load_settings",
@@ -54,6 +57,7 @@ __all__ = [
     "model_cache_dir",
     "resolve_home",
     "session_id",
+    "threaded_stdio",
     "setting",
     "variables_table",
     "xdg_runtime_dir",
