@@ -178,7 +178,7 @@ def test_every_variable_sets_its_key(home: Path, monkeypatch: pytest.MonkeyPatch
     assert {v: listed[v] for v in KNOWN_VARIABLES} == {v: key for v, (key, _) in KNOWN_VARIABLES.items()}
     assert set(listed) - set(KNOWN_VARIABLES) == {"CLARITY_HOME", "CLAUDE_PROJECT_DIR", "CLARITY_SESSION_ID",
                                                   "CLARITY_MODEL_CACHE", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR",
-                                                  "CLARITY_THREADED_STDIO", "CLARITY_NO_EARLY_EMBEDDING"}
+                                                  "CLARITY_THREADED_STDIO"}
 
 
 def test_defaults_written_without_variables(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,7 +47,7 @@ FLOORS: list[tuple[float, tuple[str, ...]]] = [
     (8, ("clarity/coordination/",)),
     (9, ("clarity/context.py", "clarity/session_client.py", "clarity/demo.py", "clarity/capture/")),
     (10, ("clarity/mcp_context.py",)),
-    (11, ("clarity/mcp_server.py", "clarity/mcp_stdio.py", "clarity/mcp_early.py")),
+    (11, ("clarity/mcp_server.py", "clarity/mcp_stdio.py")),
     (12, ("clarity/cli/", "clarity/ui/", "clarity/__main__.py")),
 ]
 

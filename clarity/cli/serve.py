@@ -33,7 +33,6 @@ def cmd_serve(settings: Settings, _a: argparse.Namespace) -> int:
     import anyio
 
     from clarity.coordination.coordinator import Coordinator
-    from clarity.mcp_early import early_hook
     from clarity.mcp_server import build_server
     from clarity.mcp_stdio import serve_stdio
 
@@ -65,7 +64,7 @@ def cmd_serve(settings: Settings, _a: argparse.Namespace) -> int:
     log.info("clarity %s serving on stdio, home %s, mode %s", __version__, settings.home,
              settings.coordination.mode)
     try:
-        anyio.run(serve_stdio, server, early_hook(coordinator.local_embedder))
+        anyio.run(serve_stdio, server)
     finally:
         leave("stdin closed")  # exits the process: the stdin reader thread may still block on read
     return 0

@@ -18,7 +18,6 @@ This package re-exports what the rest of Clarity uses.
 
 from clarity.config.environment import (
     Environment,
-    early_embedding,
     environment,
     environment_value,
     model_cache_dir,
@@ -49,7 +48,6 @@ __all__ = [
     "MemorySettings",
     "ProjectSettings",
     "Settings",
-    "early_embedding",
     "environment",
     "environment_value",
     "load_settings",

@@ -95,9 +95,6 @@ class Environment(FromEnvironment):
     threaded_stdio: bool = setting(False, "CLARITY_THREADED_STDIO",
                                    "`1`: `clarity serve` uses the MCP SDK's threaded stdio transport even on pipes "
                                    "(for measuring; see `clarity/mcp_stdio.py`)")
-    no_early_embedding: bool = setting(False, "CLARITY_NO_EARLY_EMBEDDING",
-                                       "`1`: `clarity serve` does not embed a call's text before the MCP layer "
-                                       "hands it over (for measuring; see `clarity/mcp_early.py`)")
     runtime_dir: Path | None = setting(None, "XDG_RUNTIME_DIR",
                                        "sockets whose path in `<home>` is too long go to `$XDG_RUNTIME_DIR/"
                                        "clarity` (unset: `<tmp>/clarity-<uid>`)")
@@ -129,11 +126,6 @@ def model_cache_dir() -> Path | None:
 def threaded_stdio() -> bool:
     """CLARITY_THREADED_STDIO: serve stdio through the MCP SDK's own (threaded) transport."""
     return Environment().threaded_stdio
-
-
-def early_embedding() -> bool:
-    """False when CLARITY_NO_EARLY_EMBEDDING is set: no embedding before the MCP layer hands a call over."""
-    return not Environment().no_early_embedding
 
 
 def xdg_runtime_dir() -> Path | None:

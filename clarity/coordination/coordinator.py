@@ -48,7 +48,6 @@ from clarity.engines import engine_is_exclusive
 from clarity.errors import ClarityError, CoordinationTimeout, OwnerTimeout, OwnerUnresponsive, Retry
 
 if TYPE_CHECKING:
-    from clarity.encoders.dense import Embedder
     from clarity.memory.model import Args
     from clarity.memory.service import MemoryService
 
@@ -150,15 +149,6 @@ class Coordinator:
             return policies.handoff(self.own, a)
         assert self.peer is not None
         return policies.forward(self.own, self.peer, a, self.standby)
-
-    def local_embedder(self) -> Embedder | None:
-        """The loaded model that embeds this process's next call: the owner's, or any session's over a
-        shared engine; None when the call would go to another process or the model is not loaded yet."""
-        if self.exclusive and not self.own.held:
-            return None
-        svc = self.services.built
-        emb = svc.embedder if svc is not None else None
-        return emb if emb is not None and emb.loaded else None
 
     def close(self) -> None:
         """Clean exit: finish what is in flight, send every pending reply, stop serving peers, close

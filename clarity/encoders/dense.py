@@ -13,20 +13,12 @@ fastembed model named in the config runs through fastembed (float), which fetche
 `embed_one` (a query, an update) keeps the vectors of the last `QUERY_CACHE_SIZE` texts it embedded, keyed by
 the exact text, model and precision: a repeated query costs no model run.
 
-`start_early(text)` embeds a text a call is about to need on a background thread, as soon as the call's
-line arrives (`clarity.mcp_early`), so the model runs while the MCP layer is still parsing the call; the
-`embed_one` or single-text `embed` of that exact text then takes that vector (the same computation: a batch
-of one) instead of running the model again. Only a loaded model does it, one text at a time, at most
-`EARLY_MAX` waiting; a vector nobody takes is dropped with the next one. It changes no result, only when
-the model runs.
-
 Importing this module imports neither onnxruntime nor fastembed: the first `embed` (or `dim` of a
 non-default model) does.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import logging
 import os
@@ -48,8 +40,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DIM = 384
 ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 QUERY_CACHE_SIZE = 128
-EARLY_MAX = 4  # early vectors kept until taken
-EARLY_WAIT_S = 30.0  # an early run not done by then (never seen) is ignored: the caller embeds itself
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json")
 
 
@@ -141,8 +131,6 @@ class Embedder:
         self.requested_precision = precision if model_name == DEFAULT_MODEL else "float"
         self._recent: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._recent_lock = threading.Lock()
-        self._early: OrderedDict[str, concurrent.futures.Future[list[list[float]]]] = OrderedDict()
-        self._early_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._model: Any = None
         self._dim: int | None = DEFAULT_DIM if model_name == DEFAULT_MODEL else None
         self._lock = threading.Lock()
@@ -184,44 +172,8 @@ class Embedder:
             self._model = model
             return model
 
-    def start_early(self, text: str) -> bool:
-        """Start embedding `text` in the background (see the module docstring); False when not started:
-        the model is not loaded, the text is already cached or under way."""
-        if self._model is None or not text:
-            return False
-        with self._recent_lock:
-            if text in self._early or (self.model_name, self.precision, text) in self._recent:
-                return False
-            if self._early_pool is None:
-                self._early_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="clarity-early")
-            self._early[text] = self._early_pool.submit(self._embed_now, [text])
-            while len(self._early) > EARLY_MAX:
-                self._early.popitem(last=False)[1].cancel()
-        timings.count("early_embeds")
-        return True
-
-    def _take_early(self, text: str) -> list[float] | None:
-        """The vector of `text` started by `start_early`, once done (None if there is none or it failed)."""
-        with self._recent_lock:
-            fut = self._early.pop(text, None)
-        if fut is None:
-            return None
-        try:
-            vector: list[float] = fut.result(timeout=EARLY_WAIT_S)[0]
-        except Exception:  # cancelled, timed out, or the model failed: the caller embeds (and reports) itself
-            return None
-        timings.count("early_embeds_used")
-        return vector
-
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed `texts` in batches; returns one list of floats per text, in order."""
-        if len(texts) == 1 and self._early:
-            early = self._take_early(texts[0])
-            if early is not None:
-                return [early]
-        return self._embed_now(texts)
-
-    def _embed_now(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
         model = self._load()
