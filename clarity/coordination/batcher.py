@@ -8,6 +8,8 @@ their acknowledgements where the durability choice flushes) and hands every call
 then the next queued caller leads. The others wait on a condition, not on the lock, so every caller of
 a finished batch returns at once (it never waits behind the next batch for a result it already has).
 A lone caller queues, leads at once and runs a batch of one: no waiting for more, no added latency.
+A caller that finds a batch under way calls `prepare(args)` before it waits (the owner starts embedding
+its text on the second core: `Embedder.start_early`), so its batch finds the vector ready.
 
 Guarantees:
 - Every item is run at most once, in exactly one batch, and its caller gets that batch's result for
@@ -24,6 +26,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from clarity import timings
 from clarity.errors import CoordinationTimeout
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from clarity.memory.model import Args
@@ -71,10 +76,18 @@ class Batcher:
         self._leading = False  # a caller is the leader: it waits for the operation lock or runs a batch
 
     def submit(self, args: Args, deadline: float, start: Callable[[], None],
-               run_batch: Callable[[list[Args]], list[Result | BaseException]]) -> Result:
+               run_batch: Callable[[list[Args]], list[Result | BaseException]],
+               prepare: Callable[[Args], None] | None = None) -> Result:
         item = _Item(args, deadline)
         with self._cv:
             self._queue.append(item)
+            busy = self._leading
+        if busy and prepare is not None:
+            try:
+                prepare(args)
+            except Exception:  # an optimisation: the batch embeds the text itself
+                log.exception("batcher: preparing a queued store failed")
+        with self._cv:
             while self._leading and not item.done.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:

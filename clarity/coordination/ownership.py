@@ -46,6 +46,7 @@ from clarity.coordination.owner_server import OwnerServer
 from clarity.coordination.service_host import BuildService, ServiceHost
 from clarity.coordination.waiter import Waiter
 from clarity.errors import CoordinationTimeout, EngineLocked, LeaseLost, NotOwner
+from clarity.memory.batch_store import store_text
 from clarity.platform import locks
 
 if TYPE_CHECKING:
@@ -159,7 +160,8 @@ class Ownership:
         lost = False
         try:
             if op == "store":
-                return self.batcher.submit(args, deadline, lambda: self._check(op, deadline), self._store_batch)
+                return self.batcher.submit(args, deadline, lambda: self._check(op, deadline), self._store_batch,
+                                           self._embed_early)
             t0 = time.perf_counter()
             if not self.op_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise CoordinationTimeout(f"{op}: the owner was busy with other operations until the caller's "
@@ -197,6 +199,14 @@ class Ownership:
             raise NotOwner("this process no longer owns the lease")
         if not self.lease.still_held():
             raise LeaseLost("this process lost the lease (its lock file was removed or replaced)")
+
+    def _embed_early(self, args: Args) -> None:
+        """A store queued behind a batch: start embedding its text now (see `Embedder.start_early`)."""
+        svc = self.services.built
+        if svc is not None and svc.embedder.loaded:
+            text = store_text(args)
+            if text is not None:
+                svc.embedder.start_early(text)
 
     def _store_batch(self, batch: list[Args]) -> list[dict[str, Any] | BaseException]:
         try:

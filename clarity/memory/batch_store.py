@@ -80,6 +80,22 @@ def find_duplicate(engine: Engine, memory_type: str, content_hash: str) -> Point
     return found[0] if found else None
 
 
+def store_text(args: object) -> str | None:
+    """The text a store of `args` (a StoreRequest, or its JSON object) will embed if it writes a memory,
+    without parsing it: for starting that embedding ahead (`Embedder.start_early`). None when it cannot
+    tell: no content string, or content with `<private>` text (a parse strips it)."""
+    if isinstance(args, m.StoreRequest):
+        content: object = args.content
+        context: object = args.context
+    elif isinstance(args, dict):
+        content, context = args.get("content"), args.get("context")
+    else:
+        return None
+    if not isinstance(content, str) or not content.strip() or "<private>" in content.lower():
+        return None
+    return dense_text({"content": content, "context": context if isinstance(context, dict) else None})
+
+
 def parse_item(args: object, limits: MemorySettings) -> m.StoreRequest:
     """One store's arguments as a StoreRequest whose content is within the limits, or InvalidArgument."""
     req = parse_args(m.StoreRequest, args)
