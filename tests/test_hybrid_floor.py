@@ -76,3 +76,19 @@ def test_joined_identifiers_are_also_one_term(tmp_path: Path) -> None:
             assert r["memories"][0]["id"] == named, mode
     finally:
         svc.close()
+
+
+def test_joined_identifiers_take_time_linear_in_the_text() -> None:
+    """The pattern runs from word starts without backtracking: a 32 KB word (a blob, a hash run) costs
+    microseconds (the backtracking pattern it replaced took seconds, growing with the square of the size),
+    and a run longer than MAX_JOINED is not made one term."""
+    import time
+
+    from clarity.encoders.sparse import MAX_JOINED
+
+    t0 = time.perf_counter()
+    assert _whole_identifiers("x" * 32_000) == "x" * 32_000
+    assert _whole_identifiers("a." * 5_000) == "a." * 5_000
+    assert time.perf_counter() - t0 < 1.0
+    long_run = ".".join(["part"] * (MAX_JOINED // 4))
+    assert _whole_identifiers(f"{long_run} and a.b") == f"{long_run} and a.b\nab"
