@@ -57,10 +57,10 @@ REPO = Path(__file__).resolve().parent.parent
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"sizes": [200], "pairs": 3, "reads": 2, "failovers": 1, "failover_n": 2, "sessions": 2,
               "stores": 3, "peer": False, "busy": [0], "embed_rounds": 0, "quality": False},
-    "quick": {"sizes": [1000], "pairs": 10, "reads": 3, "failovers": 2, "failover_n": 3, "sessions": 8,
-              "stores": 4, "peer": True, "busy": [0, 2], "embed_rounds": 1, "quality": True},
+    "quick": {"sizes": [1000], "pairs": 60, "reads": 3, "failovers": 2, "failover_n": 3, "sessions": 8,
+              "stores": 40, "peer": True, "busy": [0, 2], "embed_rounds": 1, "quality": True},
     "full": {"sizes": [1000, 10000, 100000], "pairs": 30, "reads": 5, "failovers": 5, "failover_n": 3,
-             "sessions": 8, "stores": 10, "peer": True, "busy": [0, 2], "embed_rounds": 3, "quality": True},
+             "sessions": 8, "stores": 40, "peer": True, "busy": [0, 2], "embed_rounds": 3, "quality": True},
 }
 QUALITY_KEYS = (("paraphrase", "hit@1"), ("paraphrase", "recall@5"), ("identifier", "hit@1"),
                 ("identifier", "recall@5"), ("keyword", "hit@1"), ("all", "hit@1"), ("all", "recall@5"))
