@@ -38,11 +38,23 @@ def test_early_vectors_equal_a_runs_own_and_the_rest_is_embedded(tmp_path: Path)
     emb.embed(["load the model"])
     assert emb.start_early(texts[0]) is True and emb.start_early(texts[0]) is False  # once per text
     assert emb.start_early(texts[2]) is True
+    for fut in list(emb._early.values()):  # both runs done: they are taken, not embedded again in the batch
+        fut.result(timeout=120)
     got = [np.asarray(v) for v in emb.embed(texts)]
     for t, a, g in zip(texts, alone, got, strict=True):
         assert float(a @ g / (np.linalg.norm(a) * np.linalg.norm(g))) > 0.99, t
     # the early ones are exactly a lone run's vectors, and were taken (not kept for later)
     assert np.array_equal(got[0], alone[0]) and np.array_equal(got[2], alone[2])
+    assert not emb._early
+    # with both threads busy on long texts, a third run may not have started when its batch comes (then it is
+    # cancelled and embedded with the batch): started or not, the batch gets its vector and keeps nothing
+    emb._early_pool = None  # a fresh pool
+    busy = [f"Long text number {i}. " * 40 for i in range(2)]
+    for b in busy:
+        emb.start_early(b)
+    emb.start_early(texts[1])
+    again = [np.asarray(v) for v in emb.embed([texts[1], *busy])]
+    assert float(again[0] @ alone[1] / (np.linalg.norm(again[0]) * np.linalg.norm(alone[1]))) > 0.99
     assert not emb._early
 
 
