@@ -7,6 +7,7 @@ below stay importable from `tests.conftest` for the tests that use them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,28 @@ def _one_model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real default model, one per test module (it loads on first use)."""
+    from clarity.config import DEFAULT_MODEL
+    from clarity.encoders.dense import Embedder
+
+    return Embedder(DEFAULT_MODEL, tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def svc(home: Path, embedder: Any) -> Iterator[Any]:
+    """A MemoryService in this process on `home`'s Edge store, with the module's model; closed after the test."""
+    from clarity.config import load_settings
+    from clarity.engines.edge.engine import EdgeEngine, edge_dir
+    from clarity.memory.service import MemoryService
+
+    s = load_settings(home)
+    service = MemoryService(s, lambda: EdgeEngine(edge_dir(s.qdrant_path)), embedder)
+    yield service
+    service.close()
 
 
 def run_async(fn: Any, *args: Any) -> Any:

@@ -5,34 +5,15 @@ embedded from their content alone (stores written before) are still found."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pytest
 
-from clarity.config import load_settings
 from clarity.encoders.dense import Embedder
 from clarity.encoders.sparse import encode_document
 from clarity.engines.base import Point
-from clarity.engines.edge.engine import EdgeEngine, edge_dir
 from clarity.memory import indexed_text as it
 from clarity.memory.model import content_hash, new_id
 from clarity.memory.service import MemoryService
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    from clarity.config import DEFAULT_MODEL
-
-    return Embedder(DEFAULT_MODEL, tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture
-def svc(home: Path, embedder: Embedder) -> Any:
-    s = load_settings(home)
-    service = MemoryService(s, lambda: EdgeEngine(edge_dir(s.qdrant_path)), embedder)
-    yield service
-    service.close()
 
 
 def cos(a: list[float] | None, b: list[float]) -> float:

@@ -18,21 +18,6 @@ from clarity.memory.model import new_id
 from clarity.memory.service import OPERATIONS, MemoryService
 
 
-@pytest.fixture(scope="module")
-def shared_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    from clarity.config import DEFAULT_MODEL
-
-    return Embedder(DEFAULT_MODEL, tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture
-def svc(home: Path, shared_embedder: Embedder) -> Any:
-    s = load_settings(home)
-    service = MemoryService(s, lambda: EdgeEngine(edge_dir(s.qdrant_path)), shared_embedder)
-    yield service
-    service.close()
-
-
 def store(svc: MemoryService, content: str, **kw: Any) -> dict[str, Any]:
     return svc.execute("store", {"id": new_id(), "content": content, **kw})
 
@@ -170,12 +155,12 @@ def test_update_refuses_oversized_content_and_keeps_old(svc: MemoryService) -> N
     assert svc.execute("get", {"memory_id": r["id"]})["content"] == "short"
 
 
-def test_export_import_roundtrip(svc: MemoryService, tmp_path: Path, shared_embedder: Embedder) -> None:
+def test_export_import_roundtrip(svc: MemoryService, tmp_path: Path, embedder: Embedder) -> None:
     for i in range(3):
         store(svc, f"exported memory {i}", tags=["x"])
     dump = svc.execute("export", {})
     s2 = load_settings(tmp_path / "other")
-    other = MemoryService(s2, lambda: EdgeEngine(edge_dir(s2.qdrant_path)), shared_embedder)
+    other = MemoryService(s2, lambda: EdgeEngine(edge_dir(s2.qdrant_path)), embedder)
     try:
         assert other.execute("import", {"memories": dump["memories"]}) == {"imported": 3, "skipped": 0}
         assert other.execute("import", {"memories": dump["memories"]}) == {"imported": 0, "skipped": 3}
