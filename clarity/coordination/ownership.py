@@ -202,11 +202,9 @@ class Ownership:
 
     def _embed_early(self, args: Args) -> None:
         """A store queued behind a batch: start embedding its text now (see `Embedder.start_early`)."""
-        svc = self.services.built
-        if svc is not None and svc.embedder.loaded:
-            text = store_text(args)
-            if text is not None:
-                svc.embedder.start_early(text)
+        svc, text = self.services.built, store_text(args)
+        if svc is not None and text is not None:
+            svc.embedder.start_early(text)  # does nothing while the model is not loaded
 
     def _store_batch(self, batch: list[Args]) -> list[dict[str, Any] | BaseException]:
         try:
